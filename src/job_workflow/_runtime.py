@@ -1,0 +1,247 @@
+"""Process-wide configuration and the launcher behind ``perform_now``/``later``.
+
+The process backend is, in order: the one given to :func:`configure` (or
+installed by :func:`use_backend`), the SQL backend named by the environment
+variable ``JOB_WORKFLOW_DATABASE_URL``, or an inline :class:`MemoryBackend`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from job_workflow.backends.memory import MemoryBackend
+from job_workflow.clock import SystemClock
+from job_workflow.core import _arguments, _runner
+from job_workflow.core._context import Output
+from job_workflow.core._workflow import Workflow
+from job_workflow.core.ports import TERMINAL_STATUSES, Clock, NewJob, QueueBackend
+from job_workflow.errors import InvalidOptionError, WorkflowNotFoundError
+
+DATABASE_URL_ENV = "JOB_WORKFLOW_DATABASE_URL"
+
+_lock = threading.Lock()
+_backend: QueueBackend | None = None
+_clock: Clock = SystemClock()
+
+
+def configure(
+    *, backend: QueueBackend | None = None, clock: Clock | None = None
+) -> None:
+    """Set the process-wide backend and/or clock."""
+    global _backend, _clock
+    with _lock:
+        if backend is not None:
+            _backend = backend
+        if clock is not None:
+            _clock = clock
+
+
+def current_backend() -> QueueBackend:
+    """The process backend, created on first use."""
+    global _backend
+    with _lock:
+        if _backend is None:
+            _backend = _backend_from_environment()
+        return _backend
+
+
+def current_clock() -> Clock:
+    return _clock
+
+
+def _backend_from_environment() -> QueueBackend:
+    url = os.environ.get(DATABASE_URL_ENV)
+    if not url:
+        return MemoryBackend()
+    try:
+        from job_workflow.backends.sql import SqlBackend  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise RuntimeError(
+            f"{DATABASE_URL_ENV} is set, but the SQL backend cannot be loaded "
+            f"({exc}); install job-workflow[sql] or unset the variable"
+        ) from exc
+    backend: QueueBackend = SqlBackend(url)
+    return backend
+
+
+@contextmanager
+def use_backend(backend: QueueBackend) -> Iterator[QueueBackend]:
+    """Install ``backend`` as the process backend inside the block."""
+    global _backend
+    with _lock:
+        previous, _backend = _backend, backend
+    try:
+        yield backend
+    finally:
+        with _lock:
+            _backend = previous
+
+
+@contextmanager
+def use_clock(clock: Clock) -> Iterator[Clock]:
+    """Install ``clock`` as the process clock inside the block."""
+    global _clock
+    with _lock:
+        previous, _clock = _clock, clock
+    try:
+        yield clock
+    finally:
+        with _lock:
+            _clock = previous
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRun:
+    """The result of ``perform_now``: job id, final status and outputs."""
+
+    job_id: str
+    status: str
+    output: Output
+
+
+_STATUS_OF_JOB = {
+    "ready": "pending",
+    "scheduled": "pending",
+    "blocked": "pending",
+    "claimed": "running",
+    "finished": "succeeded",
+    "failed": "failed",
+}
+
+
+def workflow_status(backend: QueueBackend, job_id: str) -> str:
+    """pending / running / succeeded / failed, over the job and its sub-jobs."""
+    job = backend.get_job(job_id)
+    if job is None:
+        raise WorkflowNotFoundError(job_id)
+    subs = backend.sub_jobs(job_id)
+    statuses = [job.status, *(sub.status for sub in subs)]
+    if "failed" in statuses:
+        return "failed"
+    if all(status == "finished" for status in statuses):
+        return "succeeded"
+    if job.status in TERMINAL_STATUSES or any(s == "claimed" for s in statuses):
+        return "running"
+    return _STATUS_OF_JOB[job.status] if job.executions == 0 else "running"
+
+
+class JobHandle:
+    """A workflow enqueued with ``perform_later``."""
+
+    def __init__(self, job_id: str, backend: QueueBackend, clock: Clock) -> None:
+        self.job_id = job_id
+        self._backend = backend
+        self._clock = clock
+
+    def status(self) -> str:
+        return workflow_status(self._backend, self.job_id)
+
+    def wait(self, timeout: float | None = None, poll_interval: float = 0.05) -> str:
+        """Block until the workflow succeeded or failed; return that status."""
+        started = self._clock.monotonic()
+        while True:
+            status = self.status()
+            if status in ("succeeded", "failed"):
+                return status
+            if timeout is not None and self._clock.monotonic() - started >= timeout:
+                raise TimeoutError(
+                    f"workflow job {self.job_id} still {status} after {timeout}s"
+                )
+            self._clock.sleep(poll_interval)
+
+    def __repr__(self) -> str:
+        return f"<JobHandle {self.job_id}>"
+
+
+_SET_OPTIONS = frozenset({"queue", "wait", "priority", "backend"})
+
+
+class _Launcher:
+    """Starts runs; installed on Workflow when the package is imported."""
+
+    def perform_now(
+        self,
+        cls: type[Workflow],
+        arguments: Mapping[str, Any],
+        options: Mapping[str, Any],
+    ) -> WorkflowRun:
+        backend = options.get("backend") or current_backend()
+        clock = current_clock()
+        values = _arguments.validate(cls.arguments, arguments, cls.name)
+        spec = NewJob(
+            workflow=cls.name,
+            arguments=_arguments.encode(values),
+            queue=options.get("queue") or cls.queue,
+            priority=options.get("priority") or 0,
+        )
+        job = backend.start_inline(spec, "inline", clock.now())
+        env = _runner.RunEnv(backend=backend, clock=clock, synchronous=True)
+        run = _runner.JobRun(env, job)
+        try:
+            _runner.drive(run.execute(), clock)
+        except BaseException as exc:
+            backend.fail(job.id, _runner.error_of(exc), clock.now())
+            raise
+        backend.finish(job.id, clock.now())
+        return WorkflowRun(job.id, "succeeded", Output(cls, run.outputs))
+
+    def perform_later(
+        self,
+        cls: type[Workflow],
+        arguments: Mapping[str, Any],
+        options: Mapping[str, Any],
+    ) -> JobHandle:
+        backend = options.get("backend") or current_backend()
+        clock = current_clock()
+        values = _arguments.validate(cls.arguments, arguments, cls.name)
+        wait = options.get("wait")
+        now = clock.now()
+        spec = NewJob(
+            workflow=cls.name,
+            arguments=_arguments.encode(values),
+            queue=options.get("queue") or cls.queue,
+            priority=options.get("priority") or 0,
+            run_at=None if not wait else now + float(wait),
+        )
+        [job_id] = backend.enqueue([spec], now)
+        return JobHandle(job_id, backend, clock)
+
+    def configured(
+        self, cls: type[Workflow], options: Mapping[str, Any]
+    ) -> ConfiguredCall:
+        unknown = sorted(set(options) - _SET_OPTIONS)
+        if unknown:
+            raise InvalidOptionError(
+                "set", f"unknown option(s) {unknown}; allowed: {sorted(_SET_OPTIONS)}"
+            )
+        wait = options.get("wait")
+        if wait is not None and (
+            isinstance(wait, bool) or not isinstance(wait, int | float) or wait < 0
+        ):
+            raise InvalidOptionError("set.wait", f"expected seconds >= 0, got {wait!r}")
+        return ConfiguredCall(self, cls, dict(options))
+
+
+class ConfiguredCall:
+    """What ``Workflow.set(...)`` returns: perform_now / perform_later with options."""
+
+    def __init__(
+        self, launcher: _Launcher, cls: type[Workflow], options: dict[str, Any]
+    ):
+        self._launcher = launcher
+        self._cls = cls
+        self._options = options
+
+    def perform_now(self, **arguments: Any) -> WorkflowRun:
+        return self._launcher.perform_now(self._cls, arguments, self._options)
+
+    def perform_later(self, **arguments: Any) -> JobHandle:
+        return self._launcher.perform_later(self._cls, arguments, self._options)
+
+
+Workflow._jw_launcher = _Launcher()

@@ -1,0 +1,1 @@
+"""Queue backends: implementations of :class:`job_workflow.core.ports.QueueBackend`."""

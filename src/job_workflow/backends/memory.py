@@ -1,0 +1,557 @@
+"""The in-memory backend: the whole queue port in one process.
+
+It is a real backend, not a stub: ready, scheduled, claimed, blocked and
+failed jobs, semaphores with leases, per-key concurrency limits, paused
+queues. ``mode="inline"`` runs each enqueued job at once in the caller
+(quick tests, the default process backend); ``mode="queued"`` keeps jobs
+until :meth:`MemoryBackend.drain` runs them on worker threads. All state
+sits behind one lock, so any number of threads may use it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from job_workflow.core import _runner
+from job_workflow.core.ports import (
+    Clock,
+    JobError,
+    JobRecord,
+    JobState,
+    JobStatus,
+    NewJob,
+    SemaphoreStatistics,
+    TaskOutcome,
+)
+
+__all__ = ["MemoryBackend"]
+
+Mode = Literal["inline", "queued"]
+
+
+@dataclass(slots=True)
+class _Job:
+    id: str
+    seq: int
+    spec: NewJob
+    status: JobStatus
+    created_at: float
+    run_at: float
+    claimed_by: str | None = None
+    executions: int = 0
+    finished_at: float | None = None
+    error: JobError | None = None
+    current_task: str | None = None
+
+    def snapshot(self) -> JobRecord:
+        spec = self.spec
+        return JobRecord(
+            id=self.id,
+            workflow=spec.workflow,
+            arguments=spec.arguments,
+            queue=spec.queue,
+            priority=spec.priority,
+            status=self.status,
+            created_at=self.created_at,
+            run_at=self.run_at,
+            parent_id=spec.parent_id,
+            task_name=spec.task_name,
+            each_index=spec.each_index,
+            concurrency_key=spec.concurrency_key,
+            concurrency_limit=spec.concurrency_limit,
+            claimed_by=self.claimed_by,
+            executions=self.executions,
+            finished_at=self.finished_at,
+            error=self.error,
+            current_task=self.current_task,
+            metadata=spec.metadata,
+        )
+
+
+@dataclass(slots=True)
+class _Semaphore:
+    limit: int
+    holders: dict[str, float] = field(default_factory=dict)  # holder -> expires_at
+
+    def expire(self, now: float) -> None:
+        for holder in [h for h, until in self.holders.items() if until <= now]:
+            del self.holders[holder]
+
+
+class MemoryBackend:
+    """The queue port in memory; see the module docstring."""
+
+    name = "memory"
+
+    def __init__(
+        self,
+        mode: Mode = "inline",
+        *,
+        clock: Clock | None = None,
+        id_factory: Callable[[], str] | None = None,
+    ) -> None:
+        if mode not in ("inline", "queued"):
+            raise ValueError(f"mode must be 'inline' or 'queued', got {mode!r}")
+        self.mode: Mode = mode
+        self._clock = clock
+        self._new_id = id_factory or (lambda: uuid.uuid4().hex)
+        self._seq = itertools.count()
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._jobs: dict[str, _Job] = {}
+        self._ready: dict[str, list[tuple[int, int, str]]] = {}
+        self._scheduled: list[tuple[float, int, str]] = []
+        self._blocked: dict[str, deque[str]] = {}
+        self._active: dict[str, int] = {}  # concurrency key -> ready or running
+        self._children: dict[tuple[str, str], list[str]] = {}
+        self._states: dict[str, JobState] = {}
+        self._semaphores: dict[str, _Semaphore] = {}
+        self._paused: set[str] = set()
+
+    @property
+    def clock(self) -> Clock:
+        if self._clock is not None:
+            return self._clock
+        from job_workflow._runtime import current_clock
+
+        return current_clock()
+
+    # -- enqueueing --
+
+    def enqueue(self, jobs: Sequence[NewJob], now: float) -> list[str]:
+        with self._lock:
+            ids = [self._add(spec, now).id for spec in jobs]
+            self._changed.notify_all()
+        if self.mode == "inline":
+            self._run_inline(ids)
+        return ids
+
+    def start_inline(self, job: NewJob, worker_id: str, now: float) -> JobRecord:
+        with self._lock:
+            record = self._new_job(job, now, "claimed")
+            record.claimed_by = worker_id
+            record.executions = 1
+            return record.snapshot()
+
+    def _new_job(self, spec: NewJob, now: float, status: JobStatus) -> _Job:
+        run_at = now if spec.run_at is None else spec.run_at
+        job = _Job(self._new_id(), next(self._seq), spec, status, now, run_at)
+        self._jobs[job.id] = job
+        self._states[job.id] = JobState()
+        if spec.parent_id is not None and spec.task_name is not None:
+            self._children.setdefault((spec.parent_id, spec.task_name), []).append(
+                job.id
+            )
+        return job
+
+    def _add(self, spec: NewJob, now: float) -> _Job:
+        job = self._new_job(spec, now, "scheduled")
+        if job.run_at > now:
+            heapq.heappush(self._scheduled, (job.run_at, job.seq, job.id))
+        else:
+            self._make_ready(job)
+        return job
+
+    def _make_ready(self, job: _Job) -> None:
+        key, limit = job.spec.concurrency_key, job.spec.concurrency_limit
+        if key is not None and limit is not None:
+            if self._active.get(key, 0) >= limit:
+                job.status = "blocked"
+                self._blocked.setdefault(key, deque()).append(job.id)
+                return
+            self._active[key] = self._active.get(key, 0) + 1
+        job.status = "ready"
+        heapq.heappush(
+            self._ready.setdefault(job.spec.queue, []),
+            (job.spec.priority, job.seq, job.id),
+        )
+
+    def _release_key(self, job: _Job) -> None:
+        key = job.spec.concurrency_key
+        if key is None or job.spec.concurrency_limit is None:
+            return
+        self._active[key] = max(0, self._active.get(key, 0) - 1)
+        waiting = self._blocked.get(key)
+        while waiting:
+            candidate = self._jobs.get(waiting.popleft())
+            if candidate is not None and candidate.status == "blocked":
+                self._make_ready(candidate)
+                break
+
+    # -- workers --
+
+    def claim(
+        self, queues: Sequence[str] | None, worker_id: str, now: float, limit: int = 1
+    ) -> list[JobRecord]:
+        claimed: list[JobRecord] = []
+        with self._lock:
+            while len(claimed) < limit:
+                job = self._pop_ready(queues)
+                if job is None:
+                    break
+                job.status = "claimed"
+                job.claimed_by = worker_id
+                job.executions += 1
+                claimed.append(job.snapshot())
+        return claimed
+
+    def _pop_ready(self, queues: Sequence[str] | None) -> _Job | None:
+        names = self._ready.keys() if queues is None else queues
+        best: tuple[int, int, str] | None = None
+        best_queue = ""
+        for queue in names:
+            heap = self._ready.get(queue)
+            if queue in self._paused or not heap:
+                continue
+            # Entries of jobs that left "ready" another way are dropped lazily.
+            while heap and self._jobs[heap[0][2]].status != "ready":
+                heapq.heappop(heap)
+            if heap and (best is None or heap[0] < best):
+                best, best_queue = heap[0], queue
+        if best is None:
+            return None
+        heapq.heappop(self._ready[best_queue])
+        return self._jobs[best[2]]
+
+    def _settle(self, job_id: str, status: JobStatus, now: float) -> _Job | None:
+        job = self._jobs.get(job_id)
+        if job is None or job.status in ("finished", "failed"):
+            return None
+        was_holding = job.status in ("claimed", "ready")
+        job.status = status
+        job.claimed_by = None
+        job.finished_at = now
+        if was_holding:
+            self._release_key(job)
+        self._changed.notify_all()
+        return job
+
+    def finish(self, job_id: str, now: float) -> None:
+        with self._lock:
+            self._settle(job_id, "finished", now)
+
+    def fail(self, job_id: str, error: JobError, now: float) -> None:
+        with self._lock:
+            job = self._settle(job_id, "failed", now)
+            if job is not None:
+                job.error = error
+
+    def reschedule(self, job_id: str, run_at: float, now: float) -> None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.status != "claimed":
+                return
+            job.claimed_by = None
+            job.run_at = run_at
+            job.status = "scheduled"
+            heapq.heappush(self._scheduled, (run_at, job.seq, job.id))
+            self._changed.notify_all()
+
+    def release_claimed(self, worker_id: str, now: float) -> list[str]:
+        with self._lock:
+            released = [
+                job
+                for job in self._jobs.values()
+                if job.status == "claimed" and job.claimed_by == worker_id
+            ]
+            for job in released:
+                job.claimed_by = None
+                job.status = "ready"
+                heapq.heappush(
+                    self._ready.setdefault(job.spec.queue, []),
+                    (job.spec.priority, job.seq, job.id),
+                )
+            self._changed.notify_all()
+            return [job.id for job in released]
+
+    def dispatch_due(self, now: float) -> int:
+        moved = 0
+        with self._lock:
+            while self._scheduled and self._scheduled[0][0] <= now:
+                _, _, job_id = heapq.heappop(self._scheduled)
+                job = self._jobs.get(job_id)
+                if job is not None and job.status == "scheduled" and job.run_at <= now:
+                    self._make_ready(job)
+                    moved += 1
+            for semaphore in self._semaphores.values():
+                semaphore.expire(now)
+            if moved:
+                self._changed.notify_all()
+        return moved
+
+    def next_due_time(self) -> float | None:
+        with self._lock:
+            while self._scheduled:
+                run_at, _, job_id = self._scheduled[0]
+                job = self._jobs.get(job_id)
+                if (
+                    job is not None
+                    and job.status == "scheduled"
+                    and job.run_at == run_at
+                ):
+                    return run_at
+                heapq.heappop(self._scheduled)
+            return None
+
+    # -- progress --
+
+    def get_job(self, job_id: str) -> JobRecord | None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            return None if job is None else job.snapshot()
+
+    def sub_jobs(self, parent_id: str, task_name: str | None = None) -> list[JobRecord]:
+        with self._lock:
+            if task_name is not None:
+                ids: Iterable[str] = self._children.get((parent_id, task_name), ())
+            else:
+                ids = itertools.chain.from_iterable(
+                    children
+                    for (parent, _), children in self._children.items()
+                    if parent == parent_id
+                )
+            return [self._jobs[i].snapshot() for i in ids if i in self._jobs]
+
+    def load_state(self, job_id: str) -> JobState:
+        with self._lock:
+            state = self._states.get(job_id) or JobState()
+            return JobState(
+                tasks=dict(state.tasks),
+                iterations={k: set(v) for k, v in state.iterations.items()},
+                outputs={k: dict(v) for k, v in state.outputs.items()},
+                sub_jobs={k: list(v) for k, v in state.sub_jobs.items()},
+            )
+
+    def record_iteration(
+        self,
+        job_id: str,
+        task_name: str,
+        each_index: int,
+        output: dict[str, Any] | None,
+    ) -> None:
+        with self._lock:
+            state = self._states.setdefault(job_id, JobState())
+            state.iterations.setdefault(task_name, set()).add(each_index)
+            if output is not None:
+                state.outputs.setdefault(task_name, {})[each_index] = output
+
+    def record_task(
+        self,
+        job_id: str,
+        task_name: str,
+        outcome: TaskOutcome,
+        sub_job_ids: Sequence[str] = (),
+    ) -> None:
+        with self._lock:
+            state = self._states.setdefault(job_id, JobState())
+            state.tasks[task_name] = outcome
+            state.iterations.pop(task_name, None)
+            if sub_job_ids:
+                state.sub_jobs[task_name] = list(sub_job_ids)
+
+    def set_current_task(self, job_id: str, task_name: str | None) -> None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is not None:
+                job.current_task = task_name
+
+    # -- semaphores --
+
+    def semaphore_acquire(
+        self, key: str, limit: int, ttl: float, holder: str, now: float
+    ) -> bool:
+        with self._lock:
+            semaphore = self._semaphores.setdefault(key, _Semaphore(limit))
+            semaphore.limit = limit
+            semaphore.expire(now)
+            if holder not in semaphore.holders and len(semaphore.holders) >= limit:
+                return False
+            semaphore.holders[holder] = now + ttl
+            return True
+
+    def semaphore_release(self, key: str, holder: str, now: float) -> bool:
+        with self._lock:
+            semaphore = self._semaphores.get(key)
+            if semaphore is None or holder not in semaphore.holders:
+                return False
+            del semaphore.holders[holder]
+            self._changed.notify_all()
+            return True
+
+    def semaphore_statistics(self, key: str, now: float) -> SemaphoreStatistics:
+        with self._lock:
+            semaphore = self._semaphores.get(key)
+            if semaphore is None:
+                return SemaphoreStatistics(key, 0, (), ())
+            semaphore.expire(now)
+            return SemaphoreStatistics(
+                key,
+                semaphore.limit,
+                tuple(semaphore.holders),
+                tuple(semaphore.holders.values()),
+            )
+
+    # -- queues --
+
+    def pause(self, queue: str) -> None:
+        with self._lock:
+            self._paused.add(queue)
+
+    def resume(self, queue: str) -> None:
+        with self._lock:
+            self._paused.discard(queue)
+            self._changed.notify_all()
+        if self.mode == "inline":
+            self._run_inline(
+                [job.id for job in self._jobs_in(queue) if job.status == "ready"]
+            )
+
+    def paused_queues(self) -> list[str]:
+        with self._lock:
+            return sorted(self._paused)
+
+    def _jobs_in(self, queue: str) -> list[_Job]:
+        with self._lock:
+            return sorted(
+                (j for j in self._jobs.values() if j.spec.queue == queue),
+                key=lambda j: j.seq,
+            )
+
+    def queue_size(self, queue: str) -> int:
+        return sum(1 for job in self._jobs_in(queue) if job.status == "ready")
+
+    def queue_latency(self, queue: str, now: float) -> float:
+        ready = [job.run_at for job in self._jobs_in(queue) if job.status == "ready"]
+        return max(0.0, now - min(ready)) if ready else 0.0
+
+    def clear_queue(self, queue: str) -> int:
+        """Fail every ready job of ``queue`` (a cleared job is never silently lost)."""
+        with self._lock:
+            cleared = [job for job in self._jobs_in(queue) if job.status == "ready"]
+            now = self.clock.now()
+            for job in cleared:
+                self._settle(job.id, "failed", now)
+                job.error = JobError("QueueCleared", f"queue {queue!r} was cleared")
+            return len(cleared)
+
+    def jobs(self, queue: str | None = None) -> list[JobRecord]:
+        with self._lock:
+            found = sorted(self._jobs.values(), key=lambda j: j.seq)
+            return [
+                j.snapshot() for j in found if queue is None or j.spec.queue == queue
+            ]
+
+    # -- running --
+
+    def _run_inline(self, ids: Sequence[str]) -> None:
+        """Run the given jobs now, in this thread (inline mode)."""
+        clock = self.clock
+        env = _runner.RunEnv(backend=self, clock=clock, worker_id="inline")
+        for job_id in ids:
+            while True:
+                with self._lock:
+                    job = self._jobs.get(job_id)
+                    if job is None or job.status not in ("ready", "scheduled"):
+                        break
+                    if job.spec.queue in self._paused:
+                        break
+                    if job.status == "scheduled":
+                        clock.sleep(max(0.0, job.run_at - clock.now()))
+                        self._make_ready(job)
+                        if self._jobs[job_id].status != "ready":
+                            break
+                    job.status = "claimed"
+                    job.claimed_by = "inline"
+                    job.executions += 1
+                    record = job.snapshot()
+                _runner.perform(env, record)
+
+    def drain(self, threads: int = 1, timeout: float | None = None) -> None:
+        """Run queued jobs on ``threads`` worker threads until none is left.
+
+        Returns when no job of an unpaused queue is ready, running, blocked or
+        scheduled; raises TimeoutError after ``timeout`` seconds of real time,
+        leaving the rest queued. Jobs of paused queues stay where they are.
+        """
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads!r}")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        stop = threading.Event()
+        errors: list[BaseException] = []
+        workers = [
+            threading.Thread(
+                target=self._work,
+                args=(f"drain-{n}", stop, deadline, errors),
+                name=f"job-workflow-drain-{n}",
+                daemon=True,
+            )
+            for n in range(threads)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        if errors:
+            raise errors[0]
+        if not self._quiescent():
+            raise TimeoutError(
+                f"drain did not finish within {timeout}s; unfinished jobs stay queued"
+            )
+
+    def _work(
+        self,
+        worker_id: str,
+        stop: threading.Event,
+        deadline: float | None,
+        errors: list[BaseException],
+    ) -> None:
+        clock = self.clock
+        env = _runner.RunEnv(backend=self, clock=clock, worker_id=worker_id)
+        try:
+            while not stop.is_set():
+                if deadline is not None and time.monotonic() >= deadline:
+                    stop.set()
+                    break
+                self.dispatch_due(clock.now())
+                jobs = self.claim(None, worker_id, clock.now())
+                if jobs:
+                    _runner.perform(env, jobs[0])
+                    continue
+                if self._idle_wait(clock, stop):
+                    break
+        except BaseException as exc:  # surfaced by drain(); never swallowed
+            errors.append(exc)
+            stop.set()
+            with self._lock:
+                self._changed.notify_all()
+
+    def _idle_wait(self, clock: Clock, stop: threading.Event) -> bool:
+        """Wait for work; True when the queue is quiescent and the worker stops."""
+        with self._lock:
+            if self._quiescent():
+                stop.set()
+                self._changed.notify_all()
+                return True
+            due = self.next_due_time()
+            running = any(j.status == "claimed" for j in self._jobs.values())
+            if due is None or running:
+                self._changed.wait(timeout=0.05)
+                return False
+        clock.sleep(max(0.0, due - clock.now()))
+        return False
+
+    def _quiescent(self) -> bool:
+        with self._lock:
+            return not any(
+                job.status in ("ready", "claimed", "scheduled", "blocked")
+                and job.spec.queue not in self._paused
+                for job in self._jobs.values()
+            )

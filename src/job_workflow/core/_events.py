@@ -1,0 +1,123 @@
+"""The event bus every part of the library reports through.
+
+Events are dispatched only when someone listens: the runner asks
+:func:`wants` before it builds a payload, so a workflow with no subscriber
+pays one dict lookup per event. A handler that raises is logged and
+skipped; it never changes the outcome of a workflow.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+_log = logging.getLogger("job_workflow")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event: its name, its payload, and for spans their duration."""
+
+    name: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    duration_ms: float | None = None
+
+
+Handler = Callable[[Event], Any]
+
+
+class Subscription:
+    """A registered handler; call :meth:`unsubscribe` to stop it."""
+
+    __slots__ = ("_bus", "handler", "pattern")
+
+    def __init__(self, bus: EventBus, pattern: str, handler: Handler) -> None:
+        self._bus = bus
+        self.pattern = pattern
+        self.handler = handler
+
+    def unsubscribe(self) -> None:
+        self._bus._remove(self)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.unsubscribe()
+
+
+class EventBus:
+    """Name/glob subscriptions with a per-name cache of matching handlers."""
+
+    def __init__(self) -> None:
+        self._subscriptions: list[Subscription] = []
+        self._cache: dict[str, tuple[Handler, ...]] = {}
+        self._lock = threading.Lock()
+
+    def subscribe(self, pattern: str, handler: Handler) -> Subscription:
+        if not isinstance(pattern, str) or not pattern:
+            raise ValueError(f"pattern must be a non-empty str, got {pattern!r}")
+        if not callable(handler):
+            raise TypeError(f"handler must be callable, got {handler!r}")
+        subscription = Subscription(self, pattern, handler)
+        with self._lock:
+            self._subscriptions.append(subscription)
+            self._cache = {}
+        return subscription
+
+    def _remove(self, subscription: Subscription) -> None:
+        with self._lock:
+            if subscription in self._subscriptions:
+                self._subscriptions.remove(subscription)
+            self._cache = {}
+
+    def handlers(self, name: str) -> tuple[Handler, ...]:
+        cache = self._cache
+        found = cache.get(name)
+        if found is None:
+            found = tuple(
+                s.handler
+                for s in self._subscriptions
+                if fnmatch.fnmatchcase(name, s.pattern)
+            )
+            cache[name] = found
+        return found
+
+    def wants(self, name: str) -> bool:
+        return bool(self._subscriptions) and bool(self.handlers(name))
+
+    def emit(
+        self, name: str, payload: dict[str, Any], duration_ms: float | None = None
+    ) -> None:
+        handlers = self.handlers(name) if self._subscriptions else ()
+        if not handlers:
+            return
+        event = Event(name, payload, duration_ms)
+        for handler in handlers:
+            try:
+                handler(event)
+            except Exception:
+                _log.exception(
+                    "event handler failed",
+                    extra={"event": "subscriber.error", "event_name": name},
+                )
+
+    @contextmanager
+    def capture(self, pattern: str = "*") -> Iterator[list[Event]]:
+        """Collect every matching event emitted inside the block."""
+        captured: list[Event] = []
+        subscription = self.subscribe(pattern, captured.append)
+        try:
+            yield captured
+        finally:
+            subscription.unsubscribe()
+
+
+bus = EventBus()
+subscribe = bus.subscribe
+capture = bus.capture

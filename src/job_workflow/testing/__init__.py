@@ -1,0 +1,1 @@
+"""Placeholder: see the issue tracker; this package grows in later issues."""
