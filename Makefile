@@ -31,7 +31,7 @@ typecheck: install
 	$(BIN)/mypy
 
 test: install graphviz lint typecheck
-	$(BIN)/python -m pytest --cov --cov-report= tests
+	$(BIN)/coverage run -m pytest tests
 	$(BIN)/coverage report --include='src/job_workflow/core/*' --fail-under=90 \
 	  | tail -n 1 | sed 's/^TOTAL/core line coverage (must be >= 90%):/'
 

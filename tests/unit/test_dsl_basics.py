@@ -50,14 +50,14 @@ def test_dependent_task_reads_the_output_of_a_simple_task():
 
 def test_single_dependency_by_task_object():
     class SingleDependency(Workflow):
-        @task(output={"data": dict[str, int]})
+        @task(output={"payload": dict[str, int]})
         def fetch_data(self, ctx):
-            return {"data": {"rows": 3}}
+            return {"payload": {"rows": 3}}
 
         @task(depends_on=[fetch_data], output={"result": str})
         def process_data(self, ctx):
-            data = ctx.output["fetch_data"][0].data
-            return {"result": f"rows={data['rows']}"}
+            payload = ctx.output["fetch_data"][0].payload
+            return {"result": f"rows={payload['rows']}"}
 
     run = SingleDependency.perform_now()
 

@@ -27,6 +27,7 @@ class DailyReport(Workflow):
 @schedule("0 18 * * *", key="evening_report", args={"time_of_day": "evening"})
 class TwiceDailyReport(Workflow):
     name = "tests.schedules.TwiceDailyReport"
+    time_of_day = argument(str, default="morning")
 
     @task
     def generate(self, ctx):

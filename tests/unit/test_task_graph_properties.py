@@ -9,6 +9,7 @@ with a cycle must be refused when the class is defined, with
 """
 
 import itertools
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -167,6 +168,12 @@ def run_order(workflow: type[Workflow], record: list[str]) -> list[str]:
     return list(record)
 
 
+def names_path(cycle: list[str], message: str) -> bool:
+    """Whether `message` shows the cycle as "a -> b -> a" (names may be quoted)."""
+    pattern = r"\s*->\s*".join(f"['\"]?{re.escape(name)}['\"]?" for name in cycle)
+    return re.search(pattern, message) is not None
+
+
 # --- acyclic graphs ---------------------------------------------------------
 
 
@@ -244,7 +251,7 @@ def test_cycle_is_refused_at_class_definition_with_a_closed_path(case):
         assert back_edge in pairs
     else:
         assert (back_edge[1], back_edge[0]) in pairs
-    assert " -> ".join(cycle) in str(raised.value)
+    assert names_path(cycle, str(raised.value))
     assert record == []
 
 
@@ -255,4 +262,4 @@ def test_task_depending_on_itself_is_a_cycle():
         build_workflow(graph, [])
 
     assert list(raised.value.cycle) == ["bravo", "bravo"]
-    assert "bravo -> bravo" in str(raised.value)
+    assert names_path(["bravo", "bravo"], str(raised.value))

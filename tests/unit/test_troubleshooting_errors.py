@@ -26,6 +26,11 @@ from job_workflow.errors import (
 )
 
 
+def _shows_path(error, cycle):
+    """The message spells the path, names quoted or not."""
+    return " -> ".join(cycle) in str(error).replace("'", "")
+
+
 def _assert_is_cycle(cycle, dependencies):
     """``cycle`` starts and ends on one task and walks dependency edges."""
     assert len(cycle) >= 2
@@ -55,7 +60,7 @@ def test_two_task_cycle_is_rejected_at_definition_with_its_path():
     _assert_is_cycle(cycle, {"a": ["b"], "b": ["a"]})
     assert set(cycle) == {"a", "b"}
     assert len(cycle) == 3
-    assert " -> ".join(cycle) in str(excinfo.value)
+    assert _shows_path(excinfo.value, cycle)
     assert ran == []
 
 
@@ -79,7 +84,7 @@ def test_three_task_cycle_names_every_task_on_it():
     _assert_is_cycle(cycle, {"a": ["c"], "b": ["a"], "c": ["b"]})
     assert set(cycle) == {"a", "b", "c"}
     assert len(cycle) == 4
-    assert " -> ".join(cycle) in str(excinfo.value)
+    assert _shows_path(excinfo.value, cycle)
 
 
 def test_self_dependency_is_a_cycle_of_one_task():
@@ -91,7 +96,7 @@ def test_self_dependency_is_a_cycle_of_one_task():
                 return None
 
     assert excinfo.value.cycle == ["loop", "loop"]
-    assert "loop -> loop" in str(excinfo.value)
+    assert _shows_path(excinfo.value, ["loop", "loop"])
 
 
 def test_cycle_path_leaves_out_tasks_that_only_lead_into_it():

@@ -198,7 +198,12 @@ class Context:
     @contextmanager
     def instrument(self, operation: str, **fields: Any) -> Iterator[dict[str, Any]]:
         """Report a custom span named ``operation``; the yielded dict is its payload."""
-        payload = {**self._run.base_payload(), "task_name": self.task_name, **fields}
+        payload = {
+            **self._run.base_payload(),
+            "task_name": self.task_name,
+            "each_index": self._each_index,
+            **fields,
+        }
         payload["operation"] = operation
         bus.emit(f"{operation}.start", payload)
         clock = self._run.env.clock

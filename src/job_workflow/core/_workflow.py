@@ -212,8 +212,12 @@ def _declarations(cls: type[Workflow]) -> list[TaskDeclaration | HookDeclaration
     for klass in reversed(cls.__mro__):
         if not issubclass(klass, Workflow):
             continue
+        own: set[str] = set()  # a subclass may override a base task, not twice
         for decl in _walk(vars(klass), ""):
             if isinstance(decl, TaskDeclaration):
+                if decl.full_name in own:
+                    raise DuplicateTaskError(decl.full_name, workflow=cls.name)
+                own.add(decl.full_name)
                 found[decl.full_name] = decl
             elif decl not in hooks:
                 hooks.append(decl)

@@ -1,1 +1,1 @@
-"""Placeholder: see the issue tracker; this package grows in later issues."""
+"""Helpers for testing workflows; the pytest plugin lives in ``.plugin``."""
