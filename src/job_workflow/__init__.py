@@ -6,12 +6,15 @@ backend, a virtual clock and the simulator.
 """
 
 from job_workflow import events as events
+from job_workflow._queue import Queue as Queue
 from job_workflow._runtime import ConfiguredCall as ConfiguredCall
-from job_workflow._runtime import JobHandle as JobHandle
 from job_workflow._runtime import WorkflowRun as WorkflowRun
 from job_workflow._runtime import configure as configure
 from job_workflow._runtime import use_backend as use_backend
 from job_workflow._runtime import use_clock as use_clock
+from job_workflow._status import JobHandle as JobHandle
+from job_workflow._status import TaskJobStatus as TaskJobStatus
+from job_workflow._status import WorkflowStatus as WorkflowStatus
 from job_workflow.core._arguments import argument as argument
 from job_workflow.core._context import Context as Context
 from job_workflow.core._context import Output as Output
@@ -63,8 +66,10 @@ __all__ = [
     "NotCalledError",
     "Output",
     "OutputError",
+    "Queue",
     "Schedule",
     "Task",
+    "TaskJobStatus",
     "TaskOutput",
     "TaskTimeoutError",
     "UnknownTaskError",
@@ -74,6 +79,7 @@ __all__ = [
     "WorkflowError",
     "WorkflowNotFoundError",
     "WorkflowRun",
+    "WorkflowStatus",
     "__version__",
     "after",
     "argument",

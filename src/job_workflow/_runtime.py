@@ -14,13 +14,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from job_workflow._status import JobHandle
 from job_workflow.backends.memory import MemoryBackend
 from job_workflow.clock import SystemClock
 from job_workflow.core import _arguments, _runner
 from job_workflow.core._context import Output
 from job_workflow.core._workflow import Workflow
-from job_workflow.core.ports import TERMINAL_STATUSES, Clock, NewJob, QueueBackend
-from job_workflow.errors import InvalidOptionError, WorkflowNotFoundError
+from job_workflow.core.ports import Clock, NewJob, QueueBackend
+from job_workflow.errors import InvalidOptionError
 
 DATABASE_URL_ENV = "JOB_WORKFLOW_DATABASE_URL"
 
@@ -102,60 +103,6 @@ class WorkflowRun:
     job_id: str
     status: str
     output: Output
-
-
-_STATUS_OF_JOB = {
-    "ready": "pending",
-    "scheduled": "pending",
-    "blocked": "pending",
-    "claimed": "running",
-    "finished": "succeeded",
-    "failed": "failed",
-}
-
-
-def workflow_status(backend: QueueBackend, job_id: str) -> str:
-    """pending / running / succeeded / failed, over the job and its sub-jobs."""
-    job = backend.get_job(job_id)
-    if job is None:
-        raise WorkflowNotFoundError(job_id)
-    subs = backend.sub_jobs(job_id)
-    statuses = [job.status, *(sub.status for sub in subs)]
-    if "failed" in statuses:
-        return "failed"
-    if all(status == "finished" for status in statuses):
-        return "succeeded"
-    if job.status in TERMINAL_STATUSES or any(s == "claimed" for s in statuses):
-        return "running"
-    return _STATUS_OF_JOB[job.status] if job.executions == 0 else "running"
-
-
-class JobHandle:
-    """A workflow enqueued with ``perform_later``."""
-
-    def __init__(self, job_id: str, backend: QueueBackend, clock: Clock) -> None:
-        self.job_id = job_id
-        self._backend = backend
-        self._clock = clock
-
-    def status(self) -> str:
-        return workflow_status(self._backend, self.job_id)
-
-    def wait(self, timeout: float | None = None, poll_interval: float = 0.05) -> str:
-        """Block until the workflow succeeded or failed; return that status."""
-        started = self._clock.monotonic()
-        while True:
-            status = self.status()
-            if status in ("succeeded", "failed"):
-                return status
-            if timeout is not None and self._clock.monotonic() - started >= timeout:
-                raise TimeoutError(
-                    f"workflow job {self.job_id} still {status} after {timeout}s"
-                )
-            self._clock.sleep(poll_interval)
-
-    def __repr__(self) -> str:
-        return f"<JobHandle {self.job_id}>"
 
 
 _SET_OPTIONS = frozenset({"queue", "wait", "priority", "backend"})

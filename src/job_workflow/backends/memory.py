@@ -76,6 +76,15 @@ class _Job:
         )
 
 
+def _copy(value: Any) -> Any:
+    """Copy JSON data so callers never share mutable state with the backend."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
 @dataclass(slots=True)
 class _Semaphore:
     limit: int
@@ -326,7 +335,10 @@ class MemoryBackend:
             return JobState(
                 tasks=dict(state.tasks),
                 iterations={k: set(v) for k, v in state.iterations.items()},
-                outputs={k: dict(v) for k, v in state.outputs.items()},
+                outputs={
+                    task: {i: _copy(data) for i, data in by_index.items()}
+                    for task, by_index in state.outputs.items()
+                },
                 sub_jobs={k: list(v) for k, v in state.sub_jobs.items()},
             )
 

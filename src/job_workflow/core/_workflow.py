@@ -113,6 +113,10 @@ class _Registry:
         with self._lock:
             return sorted(self._classes)
 
+    def classes(self) -> list[type[Workflow]]:
+        with self._lock:
+            return [self._classes[name] for name in sorted(self._classes)]
+
 
 def _origin(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
