@@ -12,8 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from job_workflow.core import _codec
 from job_workflow.core._arguments import Arguments
 from job_workflow.core._context import Output, TaskOutput
+from job_workflow.core._runner import decode_output
 from job_workflow.core._workflow import registry
 from job_workflow.core.ports import Clock, JobError, JobRecord, QueueBackend
 from job_workflow.errors import UnknownWorkflowError, WorkflowNotFoundError
@@ -64,6 +66,15 @@ class TaskJobStatus:
         return self.status == "failed"
 
 
+def _decoded(workflow: str, task: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Output data typed by its declaration when the workflow is known here."""
+    try:
+        declared = registry.get(workflow).get_task(task).options.output
+    except (UnknownWorkflowError, LookupError):
+        return data
+    return decode_output(declared, data)
+
+
 class WorkflowStatus:
     """A snapshot of one workflow run, read from the backend."""
 
@@ -82,7 +93,10 @@ class WorkflowStatus:
         self._sub_jobs = sub_jobs
         self._state_tasks = dict(state.tasks)
         self._outputs = {
-            name: {i: TaskOutput(name, i, data) for i, data in by_index.items()}
+            name: {
+                i: TaskOutput(name, i, _decoded(job.workflow, name, data))
+                for i, data in by_index.items()
+            }
             for name, by_index in state.outputs.items()
         }
 
@@ -183,7 +197,11 @@ class WorkflowStatus:
             "current_task_name": self.current_task_name,
             "arguments": dict(self._job.arguments),
             "output": [
-                {"task_name": name, "each_index": i, "data": by_index[i].data}
+                {
+                    "task_name": name,
+                    "each_index": i,
+                    "data": _codec.encode(by_index[i].data),
+                }
                 for name, by_index in self._outputs.items()
                 for i in sorted(by_index)
             ],

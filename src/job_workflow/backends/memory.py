@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -177,10 +177,15 @@ class MemoryBackend:
                 self._blocked.setdefault(key, deque()).append(job.id)
                 return
             self._active[key] = self._active.get(key, 0) + 1
+        self._push_ready(job)
+
+    def _push_ready(self, job: _Job) -> None:
+        # Order by when the job became ready, not when it was created: a
+        # rescheduled parent must queue behind the sub-jobs it waits for.
         job.status = "ready"
         heapq.heappush(
             self._ready.setdefault(job.spec.queue, []),
-            (job.spec.priority, job.seq, job.id),
+            (job.spec.priority, next(self._seq), job.id),
         )
 
     def _release_key(self, job: _Job) -> None:
@@ -273,11 +278,7 @@ class MemoryBackend:
             ]
             for job in released:
                 job.claimed_by = None
-                job.status = "ready"
-                heapq.heappush(
-                    self._ready.setdefault(job.spec.queue, []),
-                    (job.spec.priority, job.seq, job.id),
-                )
+                self._push_ready(job)
             self._changed.notify_all()
             return [job.id for job in released]
 
@@ -329,15 +330,21 @@ class MemoryBackend:
                 )
             return [self._jobs[i].snapshot() for i in ids if i in self._jobs]
 
-    def load_state(self, job_id: str) -> JobState:
+    def load_state(self, job_id: str, tasks: Collection[str] | None = None) -> JobState:
         with self._lock:
             state = self._states.get(job_id) or JobState()
+            wanted = None if tasks is None else set(tasks)
             return JobState(
                 tasks=dict(state.tasks),
-                iterations={k: set(v) for k, v in state.iterations.items()},
+                iterations={
+                    k: set(v)
+                    for k, v in state.iterations.items()
+                    if wanted is None or k in wanted
+                },
                 outputs={
                     task: {i: _copy(data) for i, data in by_index.items()}
                     for task, by_index in state.outputs.items()
+                    if wanted is None or task in wanted
                 },
                 sub_jobs={k: list(v) for k, v in state.sub_jobs.items()},
             )
@@ -445,9 +452,18 @@ class MemoryBackend:
         return max(0.0, now - min(ready)) if ready else 0.0
 
     def clear_queue(self, queue: str) -> int:
-        """Fail every ready job of ``queue`` (a cleared job is never silently lost)."""
+        """Fail every waiting job of ``queue``: ready and blocked ones.
+
+        Blocked jobs go too, or they would become ready as the cleared jobs
+        free their concurrency slots. A cleared job is failed, never deleted,
+        so whoever waits for it learns it will not run.
+        """
         with self._lock:
-            cleared = [job for job in self._jobs_in(queue) if job.status == "ready"]
+            cleared = [
+                job
+                for job in self._jobs_in(queue)
+                if job.status in ("ready", "blocked")
+            ]
             now = self.clock.now()
             for job in cleared:
                 self._settle(job.id, "failed", now)
@@ -510,7 +526,19 @@ class MemoryBackend:
         for worker in workers:
             worker.start()
         for worker in workers:
-            worker.join()
+            # A worker waiting (poll, retry delay, throttle) stops at its next
+            # wait once the deadline passes; one stuck inside a long task body
+            # cannot be stopped from here, so it gets one more second at most.
+            if deadline is None:
+                worker.join()
+            else:
+                worker.join(max(0.0, deadline - time.monotonic()) + 1.0)
+        if any(worker.is_alive() for worker in workers):
+            stop.set()
+            raise TimeoutError(
+                f"drain did not finish within {timeout}s and a task body is still "
+                "running on a worker thread; unfinished jobs stay queued"
+            )
         if errors:
             raise errors[0]
         if not self._quiescent():
@@ -526,12 +554,17 @@ class MemoryBackend:
         errors: list[BaseException],
     ) -> None:
         clock = self.clock
-        env = _runner.RunEnv(backend=self, clock=clock, worker_id=worker_id)
+
+        def interrupted() -> bool:
+            if deadline is not None and time.monotonic() >= deadline:
+                stop.set()
+            return stop.is_set()
+
+        env = _runner.RunEnv(
+            backend=self, clock=clock, worker_id=worker_id, interrupted=interrupted
+        )
         try:
-            while not stop.is_set():
-                if deadline is not None and time.monotonic() >= deadline:
-                    stop.set()
-                    break
+            while not interrupted():
                 self.dispatch_due(clock.now())
                 jobs = self.claim(None, worker_id, clock.now())
                 if jobs:

@@ -85,8 +85,12 @@ class RunEnv:
     """What one job run talks to.
 
     ``synchronous`` is perform_now: enqueued tasks run their iterations here
-    and nothing reschedules. ``checkpoints`` makes the runner yield
-    :class:`Checkpoint` effects (only the simulator wants them).
+    and nothing reschedules. ``interrupted`` is asked before every wait; when
+    it says yes the job stops there and goes back to the queue (its progress
+    is already persisted), which is how a worker shuts down or a drain times
+    out without waiting for a job that polls forever. ``checkpoints`` makes
+    the runner yield :class:`Checkpoint` effects (only the simulator wants
+    them).
     """
 
     backend: QueueBackend
@@ -96,6 +100,7 @@ class RunEnv:
     checkpoints: bool = False
     force_dry_run: bool = False
     throttle_poll_interval: float = 0.5
+    interrupted: Callable[[], bool] | None = None
     observer: Callable[[str, dict[str, Any]], None] | None = field(default=None)
 
 
@@ -261,8 +266,9 @@ class JobRun:
         assert parent_id is not None, "a sub-job always has a parent"
         # Read the parent's outputs now, not from the payload: they were
         # persisted before this sub-job was enqueued, so nothing is stale.
-        self._load_outputs(self.env.backend.load_state(parent_id))
         task = self.workflow.get_task(task_name)
+        others = [t.name for t in self.workflow.tasks if t.name != task_name]
+        self._load_outputs(self.env.backend.load_state(parent_id, others))
         value = self.job.metadata.get("each_value")
         yield from self._iteration(task, self.job.each_index, value, parent_id)
 
@@ -314,8 +320,7 @@ class JobRun:
             yield Sleep(policy.poll_interval, "poll")
         self._emit_span("dependent.wait", payload, started)
         self._emit("dependent.wait.complete", payload)
-        fresh = backend.load_state(self.job.id)
-        self._load_outputs(fresh, only=dependency)
+        self._load_outputs(backend.load_state(self.job.id, [dependency]))
         return None
 
     def _sub_job_progress(self, dependency: str) -> tuple[bool, list[str]]:
@@ -514,13 +519,11 @@ class JobRun:
 
     # -- state and events --
 
-    def _load_outputs(self, state: JobState, only: str | None = None) -> None:
+    def _load_outputs(self, state: JobState) -> None:
         for name, by_index in state.outputs.items():
-            if only is not None and name != only:
-                continue
             declared = self.workflow.get_task(name).options.output
             self.outputs[name] = {
-                i: TaskOutput(name, i, _decode_output(declared, data))
+                i: TaskOutput(name, i, decode_output(declared, data))
                 for i, data in by_index.items()
             }
 
@@ -617,19 +620,30 @@ def _normalise(task: Task, returned: Any) -> tuple[dict[str, Any], dict[str, Any
     return data, encoded
 
 
-def _decode_output(declared: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+def decode_output(declared: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
     return {
         name: _codec.decode(data.get(name), declared.get(name, Any))
         for name in declared
     }
 
 
-def drive(run: Generator[Effect, None, Outcome], clock: Clock) -> Outcome:
+class Interrupted(Exception):
+    """The worker stopped the job at a wait; it goes back to the queue."""
+
+
+def drive(
+    run: Generator[Effect, None, Outcome],
+    clock: Clock,
+    interrupted: Callable[[], bool] | None = None,
+) -> Outcome:
     """Run a job generator to the end on a clock: sleeps sleep, checkpoints pass."""
     try:
         effect = next(run)
         while True:
             if type(effect) is Sleep:
+                if interrupted is not None and interrupted():
+                    run.close()
+                    raise Interrupted
                 clock.sleep(effect.seconds)
             effect = run.send(None)
     except StopIteration as stop:
@@ -641,11 +655,15 @@ def perform(env: RunEnv, job: JobRecord) -> Outcome | BaseException:
     """Run a claimed job and settle it on the backend: finish, fail or reschedule.
 
     Returns the outcome, or the exception the job failed with. A job whose
-    workflow is not registered fails with UnknownWorkflowError.
+    workflow is not registered fails with UnknownWorkflowError. An
+    interrupted job is handed back to the queue unfinished.
     """
     backend, clock = env.backend, env.clock
     try:
-        outcome = drive(JobRun(env, job).execute(), clock)
+        outcome = drive(JobRun(env, job).execute(), clock, env.interrupted)
+    except Interrupted as exc:
+        backend.release_claimed(env.worker_id, clock.now())
+        return exc
     except Exception as exc:
         backend.fail(job.id, error_of(exc), clock.now())
         return exc

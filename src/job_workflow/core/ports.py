@@ -11,7 +11,7 @@ the caller chose.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -132,8 +132,11 @@ class QueueBackend(Protocol):
     ``release_claimed`` returns a dead worker's jobs to the queue;
     ``dispatch_due`` makes due scheduled jobs ready and expires semaphore
     leases; ``next_due_time`` tells a driver when that will next matter.
-    Progress: ``load_state`` / ``record_iteration`` / ``record_task`` /
-    ``set_current_task``; lookup with ``get_job`` and ``sub_jobs``.
+    Progress: ``load_state`` (``tasks`` limits the outputs and iterations
+    returned to those tasks, so a sub-job reading its parent does not copy
+    the outputs of its thousands of siblings) / ``record_iteration`` /
+    ``record_task`` / ``set_current_task``; lookup with ``get_job`` and
+    ``sub_jobs``.
     Semaphores: ``semaphore_acquire`` / ``semaphore_release`` /
     ``semaphore_statistics`` (a lease lasts ``ttl`` seconds).
     Queues: ``pause`` / ``resume`` / ``paused_queues`` / ``queue_size`` /
@@ -170,7 +173,9 @@ class QueueBackend(Protocol):
         self, parent_id: str, task_name: str | None = None
     ) -> list[JobRecord]: ...
 
-    def load_state(self, job_id: str) -> JobState: ...
+    def load_state(
+        self, job_id: str, tasks: Collection[str] | None = None
+    ) -> JobState: ...
 
     def record_iteration(
         self,
