@@ -19,6 +19,7 @@ from job_workflow.backends.memory import MemoryBackend
 from job_workflow.clock import SystemClock
 from job_workflow.core import _arguments, _runner
 from job_workflow.core._context import Output
+from job_workflow.core._events import collect_carried
 from job_workflow.core._workflow import Workflow
 from job_workflow.core.ports import Clock, NewJob, QueueBackend
 from job_workflow.errors import InvalidOptionError
@@ -60,7 +61,7 @@ def _backend_from_environment() -> QueueBackend:
     if not url:
         return MemoryBackend()
     try:
-        from job_workflow.backends.sql import SqlBackend  # type: ignore[import-not-found]
+        from job_workflow.backends.sql import SqlBackend
     except ImportError as exc:
         raise RuntimeError(
             f"{DATABASE_URL_ENV} is set, but the SQL backend cannot be loaded "
@@ -127,7 +128,12 @@ class _Launcher:
             priority=options.get("priority") or 0,
         )
         job = backend.start_inline(spec, "inline", clock.now())
-        env = _runner.RunEnv(backend=backend, clock=clock, synchronous=True)
+        env = _runner.RunEnv(
+            backend=backend,
+            clock=clock,
+            synchronous=True,
+            force_dry_run=bool(options.get("force_dry_run")),
+        )
         run = _runner.JobRun(env, job)
         try:
             _runner.drive(run.execute(), clock)
@@ -154,6 +160,7 @@ class _Launcher:
             queue=options.get("queue") or cls.queue,
             priority=options.get("priority") or 0,
             run_at=None if not wait else now + float(wait),
+            metadata=_carried(),
         )
         [job_id] = backend.enqueue([spec], now)
         return JobHandle(job_id, backend, clock)
@@ -172,6 +179,11 @@ class _Launcher:
         ):
             raise InvalidOptionError("set.wait", f"expected seconds >= 0, got {wait!r}")
         return ConfiguredCall(self, cls, dict(options))
+
+
+def _carried() -> dict[str, Any]:
+    carried = collect_carried()
+    return {"trace_context": carried} if carried else {}
 
 
 class ConfiguredCall:

@@ -118,6 +118,32 @@ class EventBus:
             subscription.unsubscribe()
 
 
+Carrier = Callable[[], dict[str, str]]
+_carriers: list[Carrier] = []
+
+
+def register_carrier(carrier: Carrier) -> Callable[[], None]:
+    """Add a source of context to carry inside every job enqueued from here.
+
+    The OpenTelemetry subscriber registers one that injects the W3C trace
+    context, so a sub-job's spans join its parent's trace on any worker. The
+    returned callable removes the carrier again.
+    """
+    _carriers.append(carrier)
+    return lambda: _carriers.remove(carrier) if carrier in _carriers else None
+
+
+def collect_carried() -> dict[str, str]:
+    """The merged context of every registered carrier (empty when none)."""
+    carried: dict[str, str] = {}
+    for carrier in list(_carriers):
+        try:
+            carried.update(carrier())
+        except Exception:
+            _log.exception("context carrier failed", extra={"event": "carrier.error"})
+    return carried
+
+
 bus = EventBus()
 subscribe = bus.subscribe
 capture = bus.capture

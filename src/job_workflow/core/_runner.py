@@ -22,7 +22,7 @@ from typing import Any, Final
 from job_workflow.core import _arguments, _codec
 from job_workflow.core._arguments import Arguments
 from job_workflow.core._context import Context, TaskOutput
-from job_workflow.core._events import bus
+from job_workflow.core._events import bus, collect_carried
 from job_workflow.core._task import Task
 from job_workflow.core._workflow import Hooks, Workflow, registry
 from job_workflow.core.ports import (
@@ -115,7 +115,12 @@ class JobRun:
         self.outputs: dict[str, dict[int, TaskOutput]] = {}
         values = _arguments.decode(self.workflow.arguments, job.arguments, job.workflow)
         self.ctx = Context(self, Arguments(values))
-        self._payload = {"job_name": self.workflow.name, "job_id": job.id}
+        self._payload: dict[str, Any] = {
+            "job_name": self.workflow.name,
+            "job_id": job.id,
+        }
+        if "trace_context" in job.metadata:
+            self._payload["trace_context"] = job.metadata["trace_context"]
         self._attempt_started = 0.0
         self._workflow_dry_run = _workflow_dry_run(self.workflow)
 
@@ -236,6 +241,7 @@ class JobRun:
             if self.env.checkpoints:
                 yield Checkpoint("before_enqueue", task.name)
             key = f"{self.job.id}:{task.name}" if spec.concurrency else None
+            carried = collect_carried()
             new_jobs = [
                 NewJob(
                     workflow=self.workflow.name,
@@ -247,7 +253,7 @@ class JobRun:
                     each_index=index if task.is_map else None,
                     concurrency_key=key,
                     concurrency_limit=spec.concurrency,
-                    metadata={"each_value": _encode_each(task, index, value)},
+                    metadata=_metadata(_encode_each(task, index, value), carried),
                 )
                 for index, value in enumerate(values)
             ]
@@ -574,6 +580,12 @@ class JobRun:
         if final:
             bus.emit(f"{name}.error", failed)
         self._emit_span(name, failed, started)
+
+
+def _metadata(each_value: Any, carried: dict[str, str]) -> dict[str, Any]:
+    if carried:
+        return {"each_value": each_value, "trace_context": carried}
+    return {"each_value": each_value}
 
 
 def _by_index(job: JobRecord) -> int:
