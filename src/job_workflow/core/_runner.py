@@ -44,7 +44,13 @@ from job_workflow.errors import (
 
 @dataclass(frozen=True, slots=True)
 class Sleep:
-    """Wait ``seconds`` before going on; ``reason`` is retry, poll or throttle."""
+    """Wait ``seconds`` before going on.
+
+    ``reason`` is ``retry``, ``throttle``, ``poll`` (a dependency wait that
+    will reschedule after its poll_timeout) or ``poll_only`` (one that holds
+    its worker until the dependency finishes: the simulator's deadlock
+    detector needs to tell the two apart).
+    """
 
     seconds: float
     reason: str
@@ -323,7 +329,8 @@ class JobRun:
                 )
                 return Rescheduled(run_at, task.name, dependency)
             polls += 1
-            yield Sleep(policy.poll_interval, "poll")
+            forever = self.env.synchronous or policy.polling_only
+            yield Sleep(policy.poll_interval, "poll_only" if forever else "poll")
         self._emit_span("dependent.wait", payload, started)
         self._emit("dependent.wait.complete", payload)
         self._load_outputs(backend.load_state(self.job.id, [dependency]))
@@ -423,9 +430,14 @@ class JobRun:
             holder = self._holder(key)
             yield from self._acquire(key, throttle.limit, throttle.ttl, holder)
         try:
-            if self.env.checkpoints:
-                yield Checkpoint("before_body", task.name, index)
-            return self._call(task, hooks, index)
+            if not self.env.checkpoints:
+                return self._call(task, hooks, index)
+            yield Checkpoint("before_body", task.name, index)
+            data = self._call(task, hooks, index)
+            # The body's virtual duration is charged here, while the throttle
+            # is still held, as a real body would hold it.
+            yield Checkpoint("after_body", task.name, index)
+            return data
         finally:
             if throttle is not None:
                 self._release(key, throttle.limit, holder)
@@ -502,8 +514,11 @@ class JobRun:
     # -- throttles --
 
     def _holder(self, key: str) -> str:
+        # The worker is part of the holder: if a job is ever delivered twice,
+        # each copy needs a lease of its own, not a renewal of the other's.
         index = self.ctx._each_index
-        return f"{self.job.id}:{key}:{index if index is not None else '-'}"
+        where = index if index is not None else "-"
+        return f"{self.job.id}@{self.env.worker_id}:{key}:{where}"
 
     def _acquire(
         self, key: str, limit: int, ttl: float, holder: str

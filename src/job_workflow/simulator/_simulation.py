@@ -1,0 +1,691 @@
+"""The deterministic simulation: simulated workers on a virtual clock.
+
+One thread runs everything. Each simulated worker holds the generator of
+the job it runs (:meth:`JobRun.execute`); the loop steps every worker that
+can move at the current virtual time, and when none can, jumps the clock to
+the next moment something happens (a sleep ending, a scheduled job coming
+due, a crashed worker restarting, a cron schedule firing). Decisions that
+could differ between runs (which fault strikes, how long a task takes, retry
+jitter) all draw from one ``random.Random(seed)``, and workers are always
+visited in the same order, so one seed gives one trace.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import heapq
+import itertools
+import json
+import random
+from collections import Counter
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from job_workflow.backends.memory import MemoryBackend
+from job_workflow.core import _arguments
+from job_workflow.core._events import Event, bus
+from job_workflow.core._runner import (
+    Checkpoint,
+    Effect,
+    JobRun,
+    Outcome,
+    Rescheduled,
+    RunEnv,
+    Sleep,
+    error_of,
+)
+from job_workflow.core._workflow import Workflow
+from job_workflow.core.ports import JobRecord, NewJob, QueueBackend
+from job_workflow.simulator._clock import VirtualClock
+from job_workflow.simulator._faults import Faults, InjectedTaskError
+from job_workflow.simulator._result import Metrics, SimulationResult, Span, TraceEntry
+
+Duration = float | Callable[[Any, random.Random], float]
+RunFactory = Callable[[RunEnv, JobRecord], JobRun]
+
+DEFAULT_START = 1_700_000_000.0
+_TRACE_FIELDS = (
+    "task_name",
+    "each_index",
+    "attempt",
+    "reason",
+    "sub_job_count",
+    "dependent_task_name",
+    "error_class",
+    "concurrency_key",
+    "dry_run_name",
+)
+
+
+@dataclass(slots=True)
+class _Worker:
+    """One simulated worker and what it is doing."""
+
+    name: str
+    incarnation: int = 0
+    status: str = "idle"  # idle | running | crashed
+    run: JobRun | None = None
+    job: JobRecord | None = None
+    gen: Generator[Effect, None, Outcome] | None = None
+    started: bool = False
+    wake_at: float = 0.0
+    wait: Sleep | None = None
+    wait_started: float = 0.0
+    throw: BaseException | None = None
+    body: tuple[str | None, int | None] | None = None
+    body_key: str | None = None
+    body_started: float = 0.0
+    recording: tuple[str, int] | None = None
+    idle_polls: int = 0
+
+    @property
+    def id(self) -> str:
+        return self.name if self.incarnation == 0 else f"{self.name}#{self.incarnation}"
+
+
+@dataclass(order=True, slots=True)
+class _Timer:
+    at: float
+    seq: int
+    kind: str = field(compare=False)
+    data: Any = field(compare=False)
+
+
+class Simulation:
+    """Run workflows on simulated workers and a virtual clock.
+
+    ``durations`` gives each task's virtual duration: one number for every
+    task, or a dict of task name (full name) to a number or a callable
+    ``(ctx, rng) -> seconds``; tasks not listed take ``default_duration``.
+    Task bodies run for real, once per attempt, in this thread.
+    """
+
+    def __init__(
+        self,
+        workers: int = 4,
+        seed: int = 0,
+        faults: Faults | None = None,
+        durations: float | Mapping[str, Duration] | None = None,
+        *,
+        default_duration: float = 1.0,
+        start: float = DEFAULT_START,
+        compare_outputs: bool = True,
+        backend: QueueBackend | None = None,
+        run_factory: RunFactory | None = None,
+    ) -> None:
+        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+            raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+        self.seed = seed
+        self.faults = faults or Faults()
+        self.rng = random.Random(seed)
+        self.clock = VirtualClock(start, self.rng)
+        ids = itertools.count(1)
+        self.backend: QueueBackend = backend or MemoryBackend(
+            "queued", clock=self.clock, id_factory=lambda: f"job-{next(ids):06d}"
+        )
+        self._durations = durations
+        self._default_duration = default_duration
+        self._compare_outputs = compare_outputs
+        self._run_factory: RunFactory = run_factory or JobRun
+        self._workers = [_Worker(f"w{i}") for i in range(workers)]
+        self._timers: list[_Timer] = []
+        self._seq = itertools.count()
+        self._trace: list[TraceEntry] = []
+        self._spans: list[Span] = []
+        self._enqueued: list[tuple[str, str, dict[str, Any]]] = []
+        self._current: _Worker | None = None
+        self._deadlocked = False
+        self._metrics = _MetricsRecorder()
+        self._limits: dict[str, int] = {}
+        self._recorded: set[tuple[str, str, int]] = set()
+        self._reruns: list[tuple[str, str, int]] = []
+        self._touched: set[str] = set()  # jobs whose runs a fault disturbed
+        self._graveyard: list[Generator[Effect, None, Outcome]] = []
+        self._start = start
+
+    # -- setting up --
+
+    @property
+    def now(self) -> float:
+        return self.clock.now()
+
+    def enqueue(self, workflow: type[Workflow], **arguments: Any) -> str:
+        """Enqueue a workflow now (virtual time); returns its job id."""
+        values = _arguments.validate(workflow.arguments, arguments, workflow.name)
+        spec = NewJob(workflow.name, _arguments.encode(values), queue=workflow.queue)
+        [job_id] = self.backend.enqueue([spec], self.now)
+        self._enqueued.append((job_id, workflow.name, dict(arguments)))
+        self._record(None, "job.enqueue", job_id, {"workflow": workflow.name})
+        return job_id
+
+    def schedule(self, workflow: type[Workflow]) -> None:
+        """Fire the workflow's ``@schedule`` entries in virtual time."""
+        for key in sorted(workflow.schedules):
+            self._add_cron(workflow, key)
+
+    def run(
+        self, workflow: type[Workflow], until: float | None = None, **arguments: Any
+    ) -> SimulationResult:
+        """Enqueue one workflow and run until idle (or virtual time ``until``)."""
+        self.enqueue(workflow, **arguments)
+        return self.run_until_idle(until=until)
+
+    def run_until_idle(self, until: float | None = None) -> SimulationResult:
+        """Run until no work is left, a deadlock, or absolute virtual ``until``."""
+        self._loop(until)
+        return self.result()
+
+    def run_until(self, moment: float) -> SimulationResult:
+        """Run up to absolute virtual time ``moment`` (to place races)."""
+        self._loop(moment)
+        self.clock.advance_to(moment)
+        return self.result()
+
+    def advance(self, seconds: float) -> SimulationResult:
+        """Run for ``seconds`` more of virtual time."""
+        return self.run_until(self.now + seconds)
+
+    # -- the loop --
+
+    def _loop(self, until: float | None) -> None:
+        subscription = bus.subscribe("*", self._on_event)
+        try:
+            while not self._deadlocked:
+                self._fire_timers()
+                self.backend.dispatch_due(self.now)
+                if self._step_workers():
+                    continue
+                if self._starved():
+                    self._deadlocked = True
+                    self._record(None, "simulation.deadlock", None, {})
+                    break
+                moment = self._next_moment(until is not None)
+                if moment is None:
+                    if self._unfinished():
+                        self._deadlocked = True
+                        self._record(None, "simulation.deadlock", None, {})
+                    break
+                if until is not None and moment > until:
+                    break
+                self.clock.advance_to(moment)
+        finally:
+            subscription.unsubscribe()
+
+    def _step_workers(self) -> bool:
+        progressed = False
+        for worker in self._workers:
+            if worker.status == "idle":
+                progressed |= self._claim(worker)
+            elif worker.status == "running" and worker.wake_at <= self.now:
+                self._advance(worker)
+                progressed = True
+        return progressed
+
+    def _next_moment(self, keep_cron: bool) -> float | None:
+        moments = [w.wake_at for w in self._workers if w.status == "running"]
+        due = self.backend.next_due_time()
+        if due is not None:
+            moments.append(due)
+        for timer in self._timers:
+            if timer.kind != "cron" or keep_cron:
+                moments.append(timer.at)
+                break  # the heap's first live timer is the earliest
+        return min(moments) if moments else None
+
+    def _unfinished(self) -> bool:
+        return any(
+            job.status not in ("finished", "failed") for job in self.backend.jobs()
+        )
+
+    def _starved(self) -> bool:
+        """Every live worker holds a job that polls and will never reschedule."""
+        alive = [w for w in self._workers if w.status != "crashed"]
+        if not alive or any(t.kind == "restart" for t in self._timers):
+            return False
+        return all(
+            w.status == "running"
+            and w.wait is not None
+            and w.wait.reason == "poll_only"
+            and w.idle_polls >= 2
+            for w in alive
+        )
+
+    # -- workers --
+
+    def _claim(self, worker: _Worker) -> bool:
+        claimed = self.backend.claim(None, worker.id, self.now)
+        if not claimed:
+            return False
+        job = claimed[0]
+        self._record(worker, "job.claim", job.id, {"executions": job.executions})
+        self._changed()
+        if self._strikes("crashes") and "claimed" in self.faults.crash_points:
+            self._crash(worker, "claimed", job)
+            return True
+        self._start_job(worker, job)
+        if self._strikes("duplicate_delivery"):
+            twin = next((w for w in self._workers if w.status == "idle"), None)
+            if twin is not None:
+                self._touched.add(job.id)
+                self._record(twin, "fault.duplicate_delivery", job.id, {})
+                self._start_job(twin, job)
+        return True
+
+    def _start_job(self, worker: _Worker, job: JobRecord) -> None:
+        worker.status, worker.job, worker.started = "running", job, False
+        worker.wake_at, worker.wait, worker.throw = self.now, None, None
+        worker.body, worker.recording, worker.idle_polls = None, None, 0
+        self._metrics.start(job)
+        env = RunEnv(
+            backend=self.backend,
+            clock=self.clock,
+            worker_id=worker.id,
+            checkpoints=True,
+        )
+        try:
+            worker.run = self._run_factory(env, job)
+            worker.gen = worker.run.execute()
+        except Exception as exc:
+            self._fail(worker, exc)
+
+    def _advance(self, worker: _Worker) -> None:
+        """Step one worker until it waits, finishes or crashes."""
+        self._current = worker
+        try:
+            self._close_wait(worker)
+            while worker.status == "running":
+                if self._strikes("backend_errors"):
+                    self._crash(worker, "backend_error", worker.job)
+                    return
+                effect = self._next_effect(worker)
+                if effect is None or not self._handle(worker, effect):
+                    return
+        finally:
+            self._current = None
+
+    def _next_effect(self, worker: _Worker) -> Effect | None:
+        gen = worker.gen
+        assert gen is not None
+        try:
+            if worker.throw is not None:
+                exc, worker.throw = worker.throw, None
+                return gen.throw(exc)
+            if not worker.started:
+                worker.started = True
+                return next(gen)
+            effect = gen.send(None)
+            self._mark_recorded(worker)
+            return effect
+        except StopIteration as stop:
+            self._mark_recorded(worker)
+            self._close_body(worker)
+            self._settle(worker, stop.value)
+        except Exception as exc:
+            self._close_body(worker)
+            self._fail(worker, exc)
+        return None
+
+    def _handle(self, worker: _Worker, effect: Effect) -> bool:
+        """Apply one effect; True when the worker can go on at once."""
+        if isinstance(effect, Sleep):
+            self._close_body(worker)
+            worker.wait, worker.wait_started = effect, self.now
+            worker.wake_at = self.now + effect.seconds
+            if effect.reason in ("poll", "poll_only"):
+                worker.idle_polls += 1
+            return False
+        return self._checkpoint(worker, effect)
+
+    def _checkpoint(self, worker: _Worker, point: Checkpoint) -> bool:
+        if point.point != "after_body":
+            self._close_body(worker)
+        if self._strikes("crashes") and point.point in self.faults.crash_points:
+            self._crash(worker, point.point, worker.job)
+            return False
+        if point.point == "before_body":
+            self._open_body(worker, point)
+            if self._strikes("task_errors"):
+                self._record(
+                    worker,
+                    "fault.task_error",
+                    _job_id(worker),
+                    {"task_name": point.task},
+                )
+                worker.throw = InjectedTaskError(
+                    f"injected failure in {point.task!r} (seed {self.seed})"
+                )
+            self._maybe_expire_lease(worker, point)
+            return True
+        if point.point == "after_body":
+            duration = self._duration(worker, point.task)
+            worker.wake_at = self.now + duration
+            self._metrics.busy(worker.name, duration)
+            return duration <= 0
+        if point.point == "before_record" and point.task is not None:
+            worker.recording = (point.task, point.each_index or 0)
+        return True
+
+    def _open_body(self, worker: _Worker, point: Checkpoint) -> None:
+        run = worker.run
+        assert run is not None
+        assert point.task is not None
+        throttle = run.workflow.get_task(point.task).options.throttle
+        key = None
+        if throttle is not None:
+            key = throttle.key or f"{run.workflow.name}:{point.task}"
+            self._limits[key] = throttle.limit
+        owner = _owner(worker)
+        index = point.each_index or 0
+        if (owner, point.task, index) in self._recorded and owner not in self._touched:
+            self._reruns.append((owner, point.task, index))
+        worker.body = (point.task, point.each_index)
+        worker.body_key, worker.body_started = key, self.now
+        self._metrics.open_body(key)
+
+    def _close_body(self, worker: _Worker) -> None:
+        if worker.body is None:
+            return
+        task, index = worker.body
+        self._spans.append(
+            Span(
+                worker.name,
+                worker.body_started,
+                self.now,
+                "task",
+                _job_id(worker),
+                task,
+                index,
+            )
+        )
+        self._metrics.close_body(worker.body_key)
+        worker.body, worker.body_key = None, None
+
+    def _mark_recorded(self, worker: _Worker) -> None:
+        """The step after ``before_record`` wrote the iteration: remember it."""
+        if worker.recording is None:
+            return
+        task, index = worker.recording
+        worker.recording = None
+        self._recorded.add((_owner(worker), task, index))
+        self._changed()
+
+    def _close_wait(self, worker: _Worker) -> None:
+        wait = worker.wait
+        if wait is None:
+            return
+        kind = "poll" if wait.reason.startswith("poll") else wait.reason
+        self._spans.append(
+            Span(
+                worker.name,
+                worker.wait_started,
+                self.now,
+                kind,
+                _job_id(worker),
+                None,
+                None,
+            )
+        )
+        if kind == "poll":
+            self._metrics.polling(worker.name, self.now - worker.wait_started)
+        worker.wait = None
+
+    def _maybe_expire_lease(self, worker: _Worker, point: Checkpoint) -> None:
+        if worker.body_key is None or not self._strikes("lease_expiry"):
+            return
+        run = worker.run
+        assert run is not None
+        holder = run._holder(worker.body_key)
+        if self.backend.semaphore_release(worker.body_key, holder, self.now):
+            self._record(
+                worker,
+                "fault.lease_expiry",
+                _job_id(worker),
+                {"concurrency_key": worker.body_key},
+            )
+
+    def _duration(self, worker: _Worker, task: str | None) -> float:
+        spec: Any = self._durations
+        if isinstance(spec, Mapping):
+            spec = spec.get(task or "", self._default_duration)
+        if spec is None:
+            spec = self._default_duration
+        if callable(spec):
+            assert worker.run is not None
+            value = float(spec(worker.run.ctx, self.rng))
+        else:
+            value = float(spec)
+        if self._strikes("slow_tasks"):
+            self._record(
+                worker, "fault.slow_task", _job_id(worker), {"task_name": task}
+            )
+            value *= self.faults.slow_factor
+        return max(0.0, value)
+
+    # -- endings --
+
+    def _settle(self, worker: _Worker, outcome: Outcome) -> None:
+        job = worker.job
+        assert job is not None
+        if isinstance(outcome, Rescheduled):
+            self.backend.reschedule(job.id, outcome.run_at, self.now)
+            self._metrics.reschedules += 1
+            self._record(worker, "job.reschedule", job.id, {"task_name": outcome.task})
+        else:
+            self.backend.finish(job.id, self.now)
+            self._record(worker, "job.finish", job.id, {})
+        self._release(worker)
+
+    def _fail(self, worker: _Worker, exc: BaseException) -> None:
+        job = worker.job
+        assert job is not None
+        self.backend.fail(job.id, error_of(exc), self.now)
+        self._record(worker, "job.fail", job.id, {"error_class": type(exc).__name__})
+        self._release(worker)
+
+    def _release(self, worker: _Worker) -> None:
+        if worker.job is not None:
+            self._metrics.stop(worker.job)
+        worker.status, worker.job, worker.run, worker.gen = "idle", None, None, None
+        worker.wait = None
+        self._changed()
+
+    def _crash(self, worker: _Worker, point: str, job: JobRecord | None) -> None:
+        self._close_body(worker)
+        self._record(worker, "worker.crash", job.id if job else None, {"reason": point})
+        if job is not None:
+            self._touched.add(job.id)
+            if job.parent_id:
+                self._touched.add(job.parent_id)
+            self._metrics.stop(job)
+        # Keep the generator referenced: closing it would run its cleanup
+        # (releasing throttles), which a dead process never does.
+        if worker.gen is not None:
+            self._graveyard.append(worker.gen)
+        dead = worker.id
+        worker.status, worker.gen, worker.run, worker.job = "crashed", None, None, None
+        worker.wait, worker.throw, worker.recording = None, None, None
+        self._add_timer(self.now + self.faults.alive_threshold, "recover", dead)
+        self._add_timer(self.now + self.faults.restart_delay, "restart", worker.name)
+
+    # -- timers --
+
+    def _add_timer(self, at: float, kind: str, data: Any) -> None:
+        heapq.heappush(self._timers, _Timer(at, next(self._seq), kind, data))
+
+    def _fire_timers(self) -> None:
+        while self._timers and self._timers[0].at <= self.now:
+            timer = heapq.heappop(self._timers)
+            if timer.kind == "restart":
+                worker = next(w for w in self._workers if w.name == timer.data)
+                worker.incarnation += 1
+                worker.status = "idle"
+                self._record(worker, "worker.restart", None, {})
+            elif timer.kind == "recover":
+                released = self.backend.release_claimed(timer.data, self.now)
+                self._record(
+                    None,
+                    "worker.recover",
+                    None,
+                    {"reason": timer.data, "sub_job_count": len(released)},
+                )
+                self._changed()
+            elif timer.kind == "cron":
+                workflow, key = timer.data
+                entry = workflow.schedules[key]
+                job_id = self.enqueue(workflow, **dict(entry.args))
+                self._record(None, "schedule.fire", job_id, {"reason": key})
+                self._add_cron(workflow, key)
+
+    def _add_cron(self, workflow: type[Workflow], key: str) -> None:
+        moment = _dt.datetime.fromtimestamp(self.now, _dt.UTC)
+        fire = workflow.schedules[key].next_after(moment)
+        self._add_timer(fire.timestamp(), "cron", (workflow, key))
+
+    # -- randomness, trace, metrics --
+
+    def _strikes(self, fault: str) -> bool:
+        probability: float = getattr(self.faults, fault)
+        return probability > 0 and self.rng.random() < probability
+
+    def _changed(self) -> None:
+        for worker in self._workers:
+            worker.idle_polls = 0
+
+    def _on_event(self, event: Event) -> None:
+        payload = event.payload
+        if event.name == "task.retry":
+            self._metrics.retries += 1
+        if event.name == "throttle.acquire.complete":
+            self._limits[str(payload["concurrency_key"])] = int(
+                payload["concurrency_limit"]
+            )
+        detail = {k: payload[k] for k in _TRACE_FIELDS if payload.get(k) is not None}
+        self._record(self._current, event.name, payload.get("job_id"), detail)
+
+    def _record(
+        self,
+        worker: _Worker | None,
+        name: str,
+        job_id: str | None,
+        detail: Mapping[str, Any],
+    ) -> None:
+        self._trace.append(
+            TraceEntry(
+                time=round(self.now - self._start, 9),
+                worker=worker.id if worker else None,
+                event=name,
+                job_id=job_id,
+                detail=dict(detail),
+            )
+        )
+
+    def result(self) -> SimulationResult:
+        """The outcome so far (the simulation may go on afterwards)."""
+        from job_workflow._status import WorkflowStatus
+
+        statuses: dict[str, str] = {}
+        outputs: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        for job_id, _, _ in self._enqueued:
+            status = WorkflowStatus.find(job_id, backend=self.backend)
+            statuses[job_id] = status.status
+            state = self.backend.load_state(job_id)
+            outputs[job_id] = {
+                task: [by_index[i] for i in sorted(by_index)]
+                for task, by_index in sorted(state.outputs.items())
+            }
+        digest = hashlib.sha256(
+            "\n".join(entry.canonical() for entry in self._trace).encode()
+        ).hexdigest()
+        return SimulationResult(
+            seed=self.seed,
+            workers=len(self._workers),
+            faults=self.faults,
+            statuses=statuses,
+            outputs=outputs,
+            trace=list(self._trace),
+            spans=list(self._spans),
+            digest=digest,
+            deadlocked=self._deadlocked,
+            metrics=self._metrics.freeze(self.now - self._start, self._workers),
+            workflows=[
+                (job_id, name, dict(args)) for job_id, name, args in self._enqueued
+            ],
+            limits=dict(self._limits),
+            reruns=list(self._reruns),
+            backend=self.backend,
+            compare_outputs=self._compare_outputs,
+        )
+
+
+def _job_id(worker: _Worker) -> str | None:
+    return worker.job.id if worker.job else None
+
+
+def _owner(worker: _Worker) -> str:
+    job = worker.job
+    assert job is not None
+    return job.parent_id or job.id
+
+
+class _MetricsRecorder:
+    def __init__(self) -> None:
+        self.busy_seconds: dict[str, float] = {}
+        self.polling_seconds: dict[str, float] = {}
+        self.reschedules = 0
+        self.retries = 0
+        self.holders: Counter[str] = Counter()
+        self.peak_holders: dict[str, int] = {}
+        self.running: Counter[str] = Counter()
+        self.peak_concurrency: dict[str, int] = {}
+        self.limits: dict[str, int] = {}
+
+    def busy(self, worker: str, seconds: float) -> None:
+        self.busy_seconds[worker] = self.busy_seconds.get(worker, 0.0) + seconds
+
+    def polling(self, worker: str, seconds: float) -> None:
+        self.polling_seconds[worker] = self.polling_seconds.get(worker, 0.0) + seconds
+
+    def open_body(self, key: str | None) -> None:
+        if key is not None:
+            self.holders[key] += 1
+            self.peak_holders[key] = max(
+                self.peak_holders.get(key, 0), self.holders[key]
+            )
+
+    def close_body(self, key: str | None) -> None:
+        if key is not None:
+            self.holders[key] -= 1
+
+    def start(self, job: JobRecord) -> None:
+        key = job.concurrency_key
+        if key is not None:
+            self.running[key] += 1
+            self.peak_concurrency[key] = max(
+                self.peak_concurrency.get(key, 0), self.running[key]
+            )
+            if job.concurrency_limit is not None:
+                self.limits[key] = job.concurrency_limit
+
+    def stop(self, job: JobRecord) -> None:
+        if job.concurrency_key is not None:
+            self.running[job.concurrency_key] -= 1
+
+    def freeze(self, makespan: float, workers: list[_Worker]) -> Metrics:
+        return Metrics(
+            makespan=makespan,
+            worker_busy={w.name: self.busy_seconds.get(w.name, 0.0) for w in workers},
+            worker_polling={
+                w.name: self.polling_seconds.get(w.name, 0.0) for w in workers
+            },
+            reschedules=self.reschedules,
+            retries=self.retries,
+            peak_holders=dict(sorted(self.peak_holders.items())),
+            peak_concurrency=dict(sorted(self.peak_concurrency.items())),
+            concurrency_limits=dict(sorted(self.limits.items())),
+        )
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
