@@ -268,7 +268,7 @@ class Simulation:
         if self._strikes("duplicate_delivery"):
             twin = next((w for w in self._workers if w.status == "idle"), None)
             if twin is not None:
-                self._touched.add(job.id)
+                self._touch(job)
                 self._record(twin, "fault.duplicate_delivery", job.id, {})
                 self._start_job(twin, job)
         return True
@@ -465,9 +465,22 @@ class Simulation:
 
     # -- endings --
 
+    def _touch(self, job: JobRecord) -> None:
+        """A fault disturbed this job: its iterations may legitimately rerun."""
+        self._touched.add(job.id)
+        if job.parent_id:
+            self._touched.add(job.parent_id)
+
     def _settle(self, worker: _Worker, outcome: Outcome) -> None:
         job = worker.job
         assert job is not None
+        current = self.backend.get_job(job.id)
+        if current is None or current.claimed_by != worker.id:
+            # Another copy (a duplicate delivery, a recovered job) settled it
+            # or holds it now; a stale worker's outcome changes nothing.
+            self._record(worker, "job.stale_outcome", job.id, {})
+            self._release(worker)
+            return
         if isinstance(outcome, Rescheduled):
             self.backend.reschedule(job.id, outcome.run_at, self.now)
             self._metrics.reschedules += 1
@@ -480,6 +493,11 @@ class Simulation:
     def _fail(self, worker: _Worker, exc: BaseException) -> None:
         job = worker.job
         assert job is not None
+        current = self.backend.get_job(job.id)
+        if current is None or current.claimed_by != worker.id:
+            self._record(worker, "job.stale_outcome", job.id, {})
+            self._release(worker)
+            return
         self.backend.fail(job.id, error_of(exc), self.now)
         self._record(worker, "job.fail", job.id, {"error_class": type(exc).__name__})
         self._release(worker)
@@ -495,9 +513,7 @@ class Simulation:
         self._close_body(worker)
         self._record(worker, "worker.crash", job.id if job else None, {"reason": point})
         if job is not None:
-            self._touched.add(job.id)
-            if job.parent_id:
-                self._touched.add(job.parent_id)
+            self._touch(job)
             self._metrics.stop(job)
         # Keep the generator referenced: closing it would run its cleanup
         # (releasing throttles), which a dead process never does.
