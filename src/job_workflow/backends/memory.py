@@ -124,6 +124,8 @@ class MemoryBackend:
         self._states: dict[str, JobState] = {}
         self._semaphores: dict[str, _Semaphore] = {}
         self._paused: set[str] = set()
+        self._processes: dict[str, dict[str, Any]] = {}
+        self._recurring: set[tuple[str, float]] = set()
 
     @property
     def clock(self) -> Clock:
@@ -476,6 +478,57 @@ class MemoryBackend:
             return [
                 j.snapshot() for j in found if queue is None or j.spec.queue == queue
             ]
+
+    # -- processes (the supervised-backend surface) --
+
+    def register_process(
+        self, process_id: str, kind: str, hostname: str, pid: int, now: float
+    ) -> None:
+        with self._lock:
+            self._processes[process_id] = {
+                "kind": kind,
+                "hostname": hostname,
+                "pid": pid,
+                "last_heartbeat_at": now,
+            }
+
+    def heartbeat(self, process_id: str, now: float) -> None:
+        with self._lock:
+            if process_id in self._processes:
+                self._processes[process_id]["last_heartbeat_at"] = now
+
+    def deregister_process(self, process_id: str, now: float) -> list[str]:
+        """Forget a process and give its claimed jobs back to the queue."""
+        with self._lock:
+            self._processes.pop(process_id, None)
+            return self.release_claimed(process_id, now)
+
+    def prune_processes(self, alive_threshold: float, now: float) -> list[str]:
+        """Deregister processes silent for ``alive_threshold``; their jobs return."""
+        with self._lock:
+            dead = [
+                pid
+                for pid, info in self._processes.items()
+                if now - float(info["last_heartbeat_at"]) > alive_threshold
+            ]
+            released: list[str] = []
+            for process_id in dead:
+                released += self.deregister_process(process_id, now)
+            return released
+
+    def processes(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return {pid: dict(info) for pid, info in self._processes.items()}
+
+    def enqueue_recurring(
+        self, key: str, run_at: float, job: NewJob, now: float
+    ) -> str | None:
+        """Enqueue one recurring run; a second call for (key, run_at) does nothing."""
+        with self._lock:
+            if (key, run_at) in self._recurring:
+                return None
+            self._recurring.add((key, run_at))
+            return self.enqueue([job], now)[0]
 
     # -- running --
 
