@@ -6,6 +6,8 @@ backend, a virtual clock and the simulator.
 """
 
 from job_workflow import events as events
+from job_workflow._dry_run import DryRunReport as DryRunReport
+from job_workflow._dry_run import dry_run as dry_run
 from job_workflow._queue import Queue as Queue
 from job_workflow._runtime import ConfiguredCall as ConfiguredCall
 from job_workflow._runtime import WorkflowRun as WorkflowRun
@@ -57,6 +59,7 @@ __all__ = [
     "Context",
     "ContextError",
     "DependencyFailedError",
+    "DryRunReport",
     "DuplicateTaskError",
     "FrozenArgumentsError",
     "InvalidOptionError",
@@ -86,6 +89,7 @@ __all__ = [
     "around",
     "before",
     "configure",
+    "dry_run",
     "events",
     "on_error",
     "schedule",

@@ -119,7 +119,9 @@ class _Launcher:
         options: Mapping[str, Any],
     ) -> WorkflowRun:
         backend = options.get("backend") or current_backend()
-        clock = current_clock()
+        # ``clock`` is internal, like ``force_dry_run``: dry_run() passes a
+        # ManualClock so it never waits and leaves the process clock alone.
+        clock = options.get("clock") or current_clock()
         values = _arguments.validate(cls.arguments, arguments, cls.name)
         spec = NewJob(
             workflow=cls.name,
