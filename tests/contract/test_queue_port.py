@@ -435,3 +435,15 @@ def test_jobs_lists_a_queue_in_enqueue_order(backend: QueueBackend) -> None:
     b = backend.enqueue([job("q")], T0)
     assert [j.id for j in backend.jobs("q")] == a + b
     assert len(backend.jobs()) == 3
+
+
+def test_a_rescheduled_job_gives_its_concurrency_slot_back(
+    backend: QueueBackend,
+) -> None:
+    first, second = backend.enqueue(keyed(2, limit=1), T0)
+    assert claim_one(backend) == first
+    backend.reschedule(first, T0 + 10, T0)
+    assert claim_one(backend, T0) == second
+    backend.finish(second, T0 + 1)
+    backend.dispatch_due(T0 + 10)
+    assert claim_one(backend, T0 + 10) == first

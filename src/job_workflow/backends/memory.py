@@ -268,6 +268,9 @@ class MemoryBackend:
             job.claimed_by = None
             job.run_at = run_at
             job.status = "scheduled"
+            # A waiting job gives its concurrency slot back; it takes one
+            # again (or is blocked) when it comes due.
+            self._release_key(job)
             heapq.heappush(self._scheduled, (run_at, job.seq, job.id))
             self._changed.notify_all()
 

@@ -524,7 +524,7 @@ class JobRun:
         self, key: str, limit: int, ttl: float, holder: str
     ) -> Generator[Effect, None, None]:
         backend, clock = self.env.backend, self.env.clock
-        payload = {"concurrency_key": key, "concurrency_limit": limit}
+        payload = {**self._payload, "concurrency_key": key, "concurrency_limit": limit}
         self._emit("throttle.acquire.start", payload)
         started = clock.monotonic()
         while not backend.semaphore_acquire(key, limit, ttl, holder, clock.now()):
@@ -535,7 +535,8 @@ class JobRun:
     def _release(self, key: str, limit: int, holder: str) -> None:
         self.env.backend.semaphore_release(key, holder, self.env.clock.now())
         self._emit(
-            "throttle.release", {"concurrency_key": key, "concurrency_limit": limit}
+            "throttle.release",
+            {**self._payload, "concurrency_key": key, "concurrency_limit": limit},
         )
 
     # -- state and events --

@@ -92,8 +92,9 @@ class SimulationResult:
         limits (sub-jobs of one key never run beyond it); retry bounds (no
         retry beyond a task's retry count); a finished workflow finished every
         task (a rescheduled job is never recorded as finished); no recorded
-        iteration ran again unless a fault touched that job; outputs of a
-        succeeded workflow equal those of a plain ``perform_now``.
+        iteration ran again, also after a crash (only a job delivered to two
+        workers at once may run one twice); outputs of a succeeded workflow
+        equal those of a plain ``perform_now``.
         """
         for invariant in self._invariants():
             message = invariant()

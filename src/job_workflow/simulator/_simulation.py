@@ -78,6 +78,7 @@ class _Worker:
     body_key: str | None = None
     body_started: float = 0.0
     recording: tuple[str, int] | None = None
+    counted: bool = False
     idle_polls: int = 0
 
     @property
@@ -141,7 +142,7 @@ class Simulation:
         self._limits: dict[str, int] = {}
         self._recorded: set[tuple[str, str, int]] = set()
         self._reruns: list[tuple[str, str, int]] = []
-        self._touched: set[str] = set()  # jobs whose runs a fault disturbed
+        self._touched: set[str] = set()  # jobs delivered to two workers at once
         self._graveyard: list[Generator[Effect, None, Outcome]] = []
         self._start = start
 
@@ -240,16 +241,21 @@ class Simulation:
         )
 
     def _starved(self) -> bool:
-        """Every live worker holds a job that polls and will never reschedule."""
-        alive = [w for w in self._workers if w.status != "crashed"]
-        if not alive or any(t.kind == "restart" for t in self._timers):
+        """No progress is possible: the only running jobs poll forever.
+
+        Called when no worker could move at this instant, so idle workers
+        just found nothing to claim. If every running job is in a poll that
+        never reschedules and has polled twice with nothing changing, and no
+        scheduled job, restart or recovery is pending, nothing will change.
+        """
+        if any(t.kind in ("restart", "recover") for t in self._timers):
+            return False
+        running = [w for w in self._workers if w.status == "running"]
+        if not running or self.backend.next_due_time() is not None:
             return False
         return all(
-            w.status == "running"
-            and w.wait is not None
-            and w.wait.reason == "poll_only"
-            and w.idle_polls >= 2
-            for w in alive
+            w.wait is not None and w.wait.reason == "poll_only" and w.idle_polls >= 2
+            for w in running
         )
 
     # -- workers --
@@ -270,14 +276,20 @@ class Simulation:
             if twin is not None:
                 self._touch(job)
                 self._record(twin, "fault.duplicate_delivery", job.id, {})
-                self._start_job(twin, job)
+                self._start_job(twin, job, twin=True)
         return True
 
-    def _start_job(self, worker: _Worker, job: JobRecord) -> None:
+    def _start_job(
+        self, worker: _Worker, job: JobRecord, *, twin: bool = False
+    ) -> None:
         worker.status, worker.job, worker.started = "running", job, False
         worker.wake_at, worker.wait, worker.throw = self.now, None, None
         worker.body, worker.recording, worker.idle_polls = None, None, 0
-        self._metrics.start(job)
+        # A duplicate copy does not take a second concurrency slot: the
+        # backend granted one claim, so only that one counts against limits.
+        worker.counted = not twin
+        if worker.counted:
+            self._metrics.start(job)
         env = RunEnv(
             backend=self.backend,
             clock=self.clock,
@@ -466,7 +478,7 @@ class Simulation:
     # -- endings --
 
     def _touch(self, job: JobRecord) -> None:
-        """A fault disturbed this job: its iterations may legitimately rerun."""
+        """Two copies of this job run at once: an iteration may legitimately rerun."""
         self._touched.add(job.id)
         if job.parent_id:
             self._touched.add(job.parent_id)
@@ -503,7 +515,7 @@ class Simulation:
         self._release(worker)
 
     def _release(self, worker: _Worker) -> None:
-        if worker.job is not None:
+        if worker.job is not None and worker.counted:
             self._metrics.stop(worker.job)
         worker.status, worker.job, worker.run, worker.gen = "idle", None, None, None
         worker.wait = None
@@ -512,8 +524,9 @@ class Simulation:
     def _crash(self, worker: _Worker, point: str, job: JobRecord | None) -> None:
         self._close_body(worker)
         self._record(worker, "worker.crash", job.id if job else None, {"reason": point})
-        if job is not None:
-            self._touch(job)
+        # No _touch: a job resumed after a crash must skip every iteration it
+        # recorded, so a rerun there is a bug the invariant reports.
+        if job is not None and worker.counted:
             self._metrics.stop(job)
         # Keep the generator referenced: closing it would run its cleanup
         # (releasing throttles), which a dead process never does.
