@@ -1,6 +1,6 @@
 """The event bus: ``subscribe(pattern, handler)`` and ``capture(pattern)``.
 
-Event names and payload fields are listed in docs/observability.md.
+Event names and payload fields are listed in docs/events.md.
 """
 
 from job_workflow.core._events import Event as Event

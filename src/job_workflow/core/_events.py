@@ -8,6 +8,7 @@ skipped; it never changes the outcome of a workflow.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import logging
 import threading
@@ -102,10 +103,7 @@ class EventBus:
             try:
                 handler(event)
             except Exception:
-                _log.exception(
-                    "event handler failed",
-                    extra={"event": "subscriber.error", "event_name": name},
-                )
+                _report_handler_failure(name)
 
     @contextmanager
     def capture(self, pattern: str = "*") -> Iterator[list[Event]]:
@@ -142,6 +140,16 @@ def collect_carried() -> dict[str, str]:
         except Exception:
             _log.exception("context carrier failed", extra={"event": "carrier.error"})
     return carried
+
+
+def _report_handler_failure(name: str) -> None:
+    # Logging can fail too (a broken handler on our own logger); a workflow
+    # must survive that as well, so this report is best effort.
+    with contextlib.suppress(Exception):
+        _log.exception(
+            "event handler failed",
+            extra={"event": "subscriber.error", "event_name": name},
+        )
 
 
 bus = EventBus()

@@ -125,6 +125,8 @@ class JobRun:
             "job_name": self.workflow.name,
             "job_id": job.id,
         }
+        if job.parent_id is not None:
+            self._payload["parent_job_id"] = job.parent_id
         if "trace_context" in job.metadata:
             self._payload["trace_context"] = job.metadata["trace_context"]
         self._attempt_started = 0.0
