@@ -1,37 +1,29 @@
 """Backends under contract: every test in this folder runs once per backend.
 
-Server backends (PostgreSQL, MySQL) run when their URL is set in
-JOB_WORKFLOW_TEST_POSTGRES_URL / JOB_WORKFLOW_TEST_MYSQL_URL; with
-JOB_WORKFLOW_REQUIRE_SERVERS=1 (as in CI) a missing server is a failure,
-not a skip.
+memory, and the SQL backend on SQLite, PostgreSQL and MySQL/MariaDB (see
+``tests/conftest.py`` for where the servers come from, and when a missing
+one skips or fails).
 """
 
 from __future__ import annotations
-
-import os
-from collections.abc import Callable, Iterator
 
 import pytest
 
 from job_workflow.backends.memory import MemoryBackend
 from job_workflow.core.ports import QueueBackend
 
-
-def _memory(tmp_path: object) -> QueueBackend:
-    return MemoryBackend("queued")
-
-
-FACTORIES: dict[str, Callable[[object], QueueBackend]] = {"memory": _memory}
-
-
-@pytest.fixture(params=sorted(FACTORIES))
-def backend(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[QueueBackend]:
-    made = FACTORIES[request.param](tmp_path)
-    yield made
-    close = getattr(made, "close", None)
-    if callable(close):
-        close()
+BACKENDS = [
+    "memory",
+    "sqlite",
+    pytest.param("postgresql", marks=pytest.mark.postgresql),
+    pytest.param("mysql", marks=pytest.mark.mysql),
+]
 
 
-def require_servers() -> bool:
-    return os.environ.get("JOB_WORKFLOW_REQUIRE_SERVERS") == "1"
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> QueueBackend:
+    if request.param == "memory":
+        return MemoryBackend("queued")
+    make = request.getfixturevalue("make_sql_backend")
+    made: QueueBackend = make(request.param)
+    return made

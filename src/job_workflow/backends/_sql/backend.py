@@ -1,0 +1,521 @@
+"""``SqlBackend``: the queue port on SQLAlchemy Core, after Solid Queue.
+
+It keeps the in-memory backend's semantics (the contract suite runs on
+both) with the state in a database, so any number of worker threads,
+processes and hosts can share it. Each port method is one transaction or
+one statement; see ``queries`` for the statements and their locking,
+``database`` for engines, retries and errors, ``schema`` for the tables.
+
+The backend never reads the clock: every time comes in as ``now``. The one
+exception is :meth:`SqlBackend.clear_queue`, whose port signature has no
+``now``; it asks the clock given to the constructor (by default the
+process clock), as the memory backend does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, select, update
+
+from job_workflow.backends._sql.database import Database, Family
+from job_workflow.backends._sql.queries import JobRow, Queries, Sequencer
+from job_workflow.backends._sql.schema import Tables, build_tables
+from job_workflow.core.ports import (
+    Clock,
+    JobError,
+    JobRecord,
+    JobState,
+    NewJob,
+    SemaphoreStatistics,
+    TaskOutcome,
+)
+
+__all__ = ["SqlBackend"]
+
+_PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,29}")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _record(row: JobRow) -> JobRecord:
+    error_class = row["error_class"]
+    return JobRecord(
+        id=row["id"],
+        workflow=row["workflow"],
+        arguments=json.loads(row["arguments"]),
+        queue=row["queue"],
+        priority=row["priority"],
+        status=row["status"],
+        created_at=row["created_at"],
+        run_at=row["run_at"],
+        parent_id=row["parent_id"],
+        task_name=row["task_name"],
+        each_index=row["each_index"],
+        concurrency_key=row["concurrency_key"],
+        concurrency_limit=row["concurrency_limit"],
+        claimed_by=row["claimed_by"],
+        executions=row["executions"],
+        finished_at=row["finished_at"],
+        error=None
+        if error_class is None
+        else JobError(error_class, row["error_message"]),
+        current_task=row["current_task"],
+        metadata=json.loads(row["metadata"]),
+    )
+
+
+class SqlBackend:
+    """The queue port on SQLite, PostgreSQL or MySQL/MariaDB.
+
+    ``url`` is a SQLAlchemy URL (``sqlite:///jobs.db``,
+    ``postgresql+psycopg://user@host/db``, ``mysql+pymysql://user@host/db``;
+    without a driver, psycopg and PyMySQL are used). Every table is named
+    ``<table_prefix><table>``, so several independent backends can share one
+    database. Nothing is created or connected until it is used: call
+    :meth:`create_schema` once (tests) or run the migrations.
+
+    Raises ValueError for a URL that does not parse, names an unsupported
+    database, or whose driver is not installed. Operations raise
+    :class:`DatabaseUnavailableError` (a ``ConnectionError``) when the
+    database cannot be reached.
+    """
+
+    name = "sql"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        table_prefix: str = "jw_",
+        echo: bool = False,
+        clock: Clock | None = None,
+    ) -> None:
+        if not isinstance(table_prefix, str) or not _PREFIX.fullmatch(table_prefix):
+            raise ValueError(
+                f"table_prefix must be letters, digits and underscores "
+                f"(at most 30, not starting with a digit), got {table_prefix!r}"
+            )
+        self._db = Database(url, echo=echo)
+        self.table_prefix = table_prefix
+        self.tables: Tables = build_tables(table_prefix)
+        self._sequence = Sequencer()
+        self._q = Queries(self.tables, self._db.family, self._sequence)
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return (
+            f"SqlBackend({self._db.masked_url!r}, table_prefix={self.table_prefix!r})"
+        )
+
+    @property
+    def dialect(self) -> Family:
+        """The database family: "sqlite", "postgresql" or "mysql" (also MariaDB)."""
+        return self._db.family
+
+    @property
+    def url(self) -> str:
+        """The database URL, password masked."""
+        return self._db.masked_url
+
+    # -- schema and lifetime --
+
+    def create_schema(self) -> None:
+        """Create every table and index that does not exist yet (idempotent)."""
+        self._db.transaction(lambda conn: self.tables.metadata.create_all(conn))
+
+    def drop_schema(self) -> None:
+        """Drop this prefix's tables and everything in them (for tests)."""
+        self._db.transaction(lambda conn: self.tables.metadata.drop_all(conn))
+
+    def close(self) -> None:
+        """Close every pooled connection; the backend reconnects if used again."""
+        self._db.dispose()
+
+    # -- enqueueing --
+
+    def _row(self, spec: NewJob, job_id: str, seq: int, now: float) -> dict[str, Any]:
+        run_at = now if spec.run_at is None else spec.run_at
+        return {
+            "id": job_id,
+            "seq": seq,
+            "workflow": spec.workflow,
+            "queue": spec.queue,
+            "priority": spec.priority,
+            "arguments": _dumps(dict(spec.arguments)),
+            "metadata": _dumps(dict(spec.metadata)),
+            "parent_id": spec.parent_id,
+            "task_name": spec.task_name,
+            "each_index": spec.each_index,
+            "concurrency_key": spec.concurrency_key,
+            "concurrency_limit": spec.concurrency_limit,
+            "status": "scheduled" if run_at > now else "ready",
+            "created_at": now,
+            "run_at": run_at,
+            "finished_at": None,
+            "executions": 0,
+            "claimed_by": None,
+            "current_task": None,
+            "error_class": None,
+            "error_message": None,
+        }
+
+    def enqueue(self, jobs: Sequence[NewJob], now: float) -> list[str]:
+        if not jobs:
+            return []
+        first = self._sequence.take(now, len(jobs))
+        rows = [
+            self._row(spec, str(uuid.uuid4()), first + n, now)
+            for n, spec in enumerate(jobs)
+        ]
+
+        def work(conn: Connection) -> None:
+            # A retried attempt must start from the statuses as built.
+            attempt = [dict(row) for row in rows]
+            self._q.insert_jobs(conn, attempt, now)
+
+        self._db.transaction(work)
+        return [row["id"] for row in rows]
+
+    def start_inline(self, job: NewJob, worker_id: str, now: float) -> JobRecord:
+        row = self._row(job, str(uuid.uuid4()), self._sequence.take(now), now)
+        row.update(status="claimed", claimed_by=worker_id, executions=1)
+        self._db.transaction(lambda conn: self._q.insert_jobs(conn, [row], now))
+        return JobRecord(
+            id=row["id"],
+            workflow=job.workflow,
+            arguments=json.loads(row["arguments"]),
+            queue=job.queue,
+            priority=job.priority,
+            status="claimed",
+            created_at=now,
+            run_at=row["run_at"],
+            parent_id=job.parent_id,
+            task_name=job.task_name,
+            each_index=job.each_index,
+            concurrency_key=job.concurrency_key,
+            concurrency_limit=job.concurrency_limit,
+            claimed_by=worker_id,
+            executions=1,
+            metadata=json.loads(row["metadata"]),
+        )
+
+    # -- workers --
+
+    def claim(
+        self, queues: Sequence[str] | None, worker_id: str, now: float, limit: int = 1
+    ) -> list[JobRecord]:
+        if limit < 1 or (queues is not None and not queues):
+            return []
+
+        def work(conn: Connection) -> list[JobRow]:
+            return self._q.claim(conn, queues, worker_id, now, limit)
+
+        if self._db.family == "postgresql":
+            # One statement (see Queries.claim); not retried after a lost
+            # connection, which may hide a claim that happened.
+            rows = self._db.statement(work, idempotent=False)
+        else:
+            rows = self._db.transaction(work)
+        rows = sorted(rows, key=lambda row: (row["priority"], row["ready_seq"]))
+        return [_record(row) for row in rows]
+
+    def finish(self, job_id: str, now: float) -> None:
+        if self._db.family == "postgresql" and self._db.statement(
+            lambda conn: self._q.finish_claimed_unkeyed(conn, job_id, now)
+        ):
+            return
+        self._db.transaction(lambda conn: self._q.settle(conn, job_id, "finished", now))
+
+    def fail(self, job_id: str, error: JobError, now: float) -> None:
+        self._db.transaction(
+            lambda conn: self._q.settle(conn, job_id, "failed", now, error)
+        )
+
+    def reschedule(self, job_id: str, run_at: float, now: float) -> None:
+        self._db.transaction(lambda conn: self._q.reschedule(conn, job_id, run_at, now))
+
+    def release_claimed(self, worker_id: str, now: float) -> list[str]:
+        return self._db.transaction(
+            lambda conn: self._q.release_claimed(conn, worker_id, now)
+        )
+
+    def dispatch_due(self, now: float) -> int:
+        return self._db.transaction(lambda conn: self._q.dispatch_due(conn, now))
+
+    def next_due_time(self) -> float | None:
+        scheduled = self.tables.scheduled
+        due = self._db.statement(
+            lambda conn: conn.execute(select(func.min(scheduled.c.run_at))).scalar()
+        )
+        return None if due is None else float(due)
+
+    # -- lookup --
+
+    def get_job(self, job_id: str) -> JobRecord | None:
+        row = self._db.statement(lambda conn: self._q.get_job(conn, job_id))
+        return None if row is None else _record(row)
+
+    def sub_jobs(self, parent_id: str, task_name: str | None = None) -> list[JobRecord]:
+        jobs = self.tables.jobs
+        query = select(jobs).where(jobs.c.parent_id == parent_id)
+        if task_name is not None:
+            query = query.where(jobs.c.task_name == task_name)
+        query = query.order_by(jobs.c.seq, jobs.c.id)
+        rows = self._db.statement(lambda conn: conn.execute(query).all())
+        return [_record(row._mapping) for row in rows]
+
+    def jobs(self, queue: str | None = None) -> list[JobRecord]:
+        jobs = self.tables.jobs
+        query = select(jobs).order_by(jobs.c.seq, jobs.c.id)
+        if queue is not None:
+            query = query.where(jobs.c.queue == queue)
+        rows = self._db.statement(lambda conn: conn.execute(query).all())
+        return [_record(row._mapping) for row in rows]
+
+    # -- progress --
+
+    def load_state(self, job_id: str, tasks: Collection[str] | None = None) -> JobState:
+        rows = self._db.statement(lambda conn: self._q.load_state(conn, job_id, tasks))
+        state = JobState()
+        for row in rows:
+            if row.outcome is not None:
+                state.tasks[row.task_name] = row.outcome
+                if row.data is not None:
+                    state.sub_jobs[row.task_name] = json.loads(row.data)
+        for row in rows:
+            if row.outcome is not None:
+                continue
+            if row.task_name not in state.tasks:
+                state.iterations.setdefault(row.task_name, set()).add(row.each_index)
+            if row.data is not None:
+                outputs = state.outputs.setdefault(row.task_name, {})
+                outputs[row.each_index] = json.loads(row.data)
+        return state
+
+    def record_iteration(
+        self,
+        job_id: str,
+        task_name: str,
+        each_index: int,
+        output: dict[str, Any] | None,
+    ) -> None:
+        data = None if output is None else _dumps(output)
+        self._db.statement(
+            lambda conn: self._q.record_iteration(
+                conn, job_id, task_name, each_index, data
+            )
+        )
+
+    def record_task(
+        self,
+        job_id: str,
+        task_name: str,
+        outcome: TaskOutcome,
+        sub_job_ids: Sequence[str] = (),
+    ) -> None:
+        data = _dumps(list(sub_job_ids)) if sub_job_ids else None
+        self._db.statement(
+            lambda conn: self._q.record_task(conn, job_id, task_name, outcome, data)
+        )
+
+    def set_current_task(self, job_id: str, task_name: str | None) -> None:
+        self._db.statement(
+            lambda conn: self._q.set_current_task(conn, job_id, task_name)
+        )
+
+    # -- semaphores --
+
+    def semaphore_acquire(
+        self, key: str, limit: int, ttl: float, holder: str, now: float
+    ) -> bool:
+        seq = self._sequence.take(now)
+        return self._db.transaction(
+            lambda conn: self._q.semaphore_acquire(
+                conn, key, limit, now + ttl, holder, now, seq
+            )
+        )
+
+    def semaphore_release(self, key: str, holder: str, now: float) -> bool:
+        return self._db.statement(
+            lambda conn: self._q.semaphore_release(conn, key, holder)
+        )
+
+    def semaphore_statistics(self, key: str, now: float) -> SemaphoreStatistics:
+        found = self._db.transaction(
+            lambda conn: self._q.semaphore_statistics(conn, key, now)
+        )
+        if found is None:
+            return SemaphoreStatistics(key, 0, (), ())
+        limit, leases = found
+        return SemaphoreStatistics(
+            key,
+            limit,
+            tuple(lease.holder for lease in leases),
+            tuple(float(lease.expires_at) for lease in leases),
+        )
+
+    # -- queues --
+
+    def pause(self, queue: str) -> None:
+        self._db.statement(lambda conn: self._q.pause(conn, queue))
+
+    def resume(self, queue: str) -> None:
+        pauses = self.tables.pauses
+        self._db.statement(
+            lambda conn: conn.execute(delete(pauses).where(pauses.c.queue == queue))
+        )
+
+    def paused_queues(self) -> list[str]:
+        pauses = self.tables.pauses
+        names = self._db.statement(
+            lambda conn: list(conn.scalars(select(pauses.c.queue)))
+        )
+        return sorted(names)
+
+    def queue_size(self, queue: str) -> int:
+        ready = self.tables.ready
+        count = self._db.statement(
+            lambda conn: conn.execute(
+                select(func.count()).select_from(ready).where(ready.c.queue == queue)
+            ).scalar_one()
+        )
+        return int(count)
+
+    def queue_latency(self, queue: str, now: float) -> float:
+        ready, jobs = self.tables.ready, self.tables.jobs
+        oldest = self._db.statement(
+            lambda conn: conn.execute(
+                select(func.min(jobs.c.run_at))
+                .select_from(ready.join(jobs, jobs.c.id == ready.c.job_id))
+                .where(ready.c.queue == queue)
+            ).scalar()
+        )
+        return 0.0 if oldest is None else max(0.0, now - float(oldest))
+
+    def clear_queue(self, queue: str) -> int:
+        """Fail every ready job of ``queue`` (a cleared job is never silently lost)."""
+        now = self.clock.now()
+        return self._db.transaction(lambda conn: self._q.clear_queue(conn, queue, now))
+
+    # -- processes and recurring runs (what worker processes need) --
+
+    def register_process(
+        self, process_id: str, kind: str, hostname: str, pid: int, now: float
+    ) -> None:
+        """Record a live process (again, if it restarted under the same id)."""
+        values = {
+            "id": process_id,
+            "kind": kind,
+            "hostname": hostname,
+            "pid": pid,
+            "last_heartbeat_at": now,
+            "metadata": "{}",
+        }
+        self._db.statement(lambda conn: self._q.register_process(conn, values))
+
+    def heartbeat(self, process_id: str, now: float) -> None:
+        """The process is alive at ``now``; an unknown id is ignored."""
+        processes = self.tables.processes
+        self._db.statement(
+            lambda conn: conn.execute(
+                update(processes)
+                .where(processes.c.id == process_id)
+                .values(last_heartbeat_at=now)
+            )
+        )
+
+    def deregister_process(self, process_id: str, now: float) -> list[str]:
+        """Forget a process and give its claimed jobs back to the queue.
+
+        A process claims under its own id (``worker_id == process_id``).
+        """
+        processes = self.tables.processes
+
+        def work(conn: Connection) -> list[str]:
+            conn.execute(delete(processes).where(processes.c.id == process_id))
+            return self._q.release_claimed(conn, process_id, now)
+
+        return self._db.transaction(work)
+
+    def prune_processes(self, alive_threshold: float, now: float) -> list[str]:
+        """Deregister processes silent for ``alive_threshold``; their jobs return."""
+
+        def work(conn: Connection) -> list[str]:
+            released: list[str] = []
+            for process_id in self._q.prune_processes(conn, alive_threshold, now):
+                released += self._q.release_claimed(conn, process_id, now)
+            return released
+
+        return self._db.transaction(work)
+
+    def processes(self) -> dict[str, dict[str, Any]]:
+        """Every registered process: kind, hostname, pid, last heartbeat."""
+        p = self.tables.processes
+        rows = self._db.statement(
+            lambda conn: conn.execute(
+                select(p.c.id, p.c.kind, p.c.hostname, p.c.pid, p.c.last_heartbeat_at)
+            ).all()
+        )
+        return {
+            row.id: {
+                "kind": row.kind,
+                "hostname": row.hostname,
+                "pid": row.pid,
+                "last_heartbeat_at": row.last_heartbeat_at,
+            }
+            for row in rows
+        }
+
+    def enqueue_recurring(
+        self, key: str, run_at: float, job: NewJob, now: float
+    ) -> str | None:
+        """Enqueue run (``key``, ``run_at``) once, however many schedulers ask.
+
+        Returns the new job's id, or None when that run was already enqueued.
+        """
+        row = self._row(job, str(uuid.uuid4()), self._sequence.take(now), now)
+
+        def work(conn: Connection) -> str | None:
+            if not self._q.claim_recurring_run(conn, key, run_at, row["id"]):
+                return None
+            self._q.insert_jobs(conn, [dict(row)], now)
+            return str(row["id"])
+
+        return self._db.transaction(work)
+
+    @property
+    def clock(self) -> Clock:
+        """The clock :meth:`clear_queue` stamps with (the port gives it no ``now``)."""
+        if self._clock is not None:
+            return self._clock
+        from job_workflow._runtime import current_clock
+
+        return current_clock()
+
+    def execution_counts(self) -> Mapping[str, int]:
+        """Rows per execution table: what the queue holds, for tests and tools."""
+        t = self.tables
+        tables = {
+            "ready": t.ready,
+            "claimed": t.claimed,
+            "scheduled": t.scheduled,
+            "blocked": t.blocked,
+            "failed": t.failed,
+        }
+
+        def work(conn: Connection) -> dict[str, int]:
+            return {
+                name: int(
+                    conn.execute(select(func.count()).select_from(table)).scalar_one()
+                )
+                for name, table in tables.items()
+            }
+
+        return self._db.transaction(work)
