@@ -35,7 +35,7 @@ test: install graphviz lint typecheck
 	$(BIN)/coverage report --include='src/job_workflow/core/*' --fail-under=90 \
 	  | tail -n 1 | sed 's/^TOTAL/core line coverage (must be >= 90%):/'
 
-demo: install
+demo: install graphviz
 	$(BIN)/python examples/demo.py
 
 clean:

@@ -322,9 +322,20 @@ def _format_of(output: str | None) -> str | None:
 # -- the parser and main --
 
 
+# -- simulate --
+
+
+def _register_simulate(commands: argparse._SubParsersAction[_Parser]) -> None:
+    """``simulate`` lives in its own module, which imports this one."""
+    from job_workflow import _cli_simulate
+
+    _cli_simulate.register(commands)
+
+
 COMMANDS: dict[str, Registrar] = {
     "graph": _register_graph,
     "dry-run": _register_dry_run,
+    "simulate": _register_simulate,
 }
 
 
@@ -347,9 +358,21 @@ def build_parser() -> _Parser:
     commands = parser.add_subparsers(
         dest="command", metavar="COMMAND", parser_class=_Parser
     )
-    for register in COMMANDS.values():
+    for register in {**COMMANDS, **_operations()}.values():
         register(commands)
     return parser
+
+
+def _operations() -> dict[str, Registrar]:
+    """Commands that run against a database; their module imports this one."""
+    from job_workflow import _cli_ops
+
+    return {
+        "worker": _cli_ops.register_worker,
+        "db": _cli_ops.register_db,
+        "status": _cli_ops.register_status,
+        "queue": _cli_ops.register_queue,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -130,6 +130,25 @@ class SqlBackend:
         """Create every table and index that does not exist yet (idempotent)."""
         self._db.transaction(lambda conn: self.tables.metadata.create_all(conn))
 
+    def upgrade_schema(self) -> None:
+        """Run the packaged Alembic migrations up to the newest (``db upgrade``)."""
+        from pathlib import Path
+
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option(
+            "script_location", str(Path(__file__).resolve().parent / "migrations")
+        )
+        config.attributes["table_prefix"] = self.table_prefix
+
+        def work(conn: Connection) -> None:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+        self._db.transaction(work)
+
     def drop_schema(self) -> None:
         """Drop this prefix's tables and everything in them (for tests)."""
         self._db.transaction(lambda conn: self.tables.metadata.drop_all(conn))

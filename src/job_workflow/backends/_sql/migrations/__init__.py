@@ -1,0 +1,1 @@
+"""Alembic migrations of the SQL backend's tables, shipped in the package."""
