@@ -64,7 +64,13 @@ class Metrics:
 
 @dataclass(frozen=True)
 class SimulationResult:
-    """Statuses, outputs, trace and metrics of a simulation, and ``check()``."""
+    """Statuses, outputs, trace and metrics of a simulation, and ``check()``.
+
+    Trace times count virtual seconds from ``start``; span times are absolute
+    virtual times (``span.start - result.start`` is seconds since the start).
+    Spans still under way when the result was taken (a deadlock, ``until``)
+    end at the result's moment.
+    """
 
     seed: int
     workers: int
@@ -81,6 +87,7 @@ class SimulationResult:
     reruns: list[tuple[str, str, int]]
     backend: QueueBackend = field(repr=False)
     compare_outputs: bool = True
+    start: float = 0.0
 
     def check(self) -> None:
         """Raise InvariantViolation naming the first broken invariant.
@@ -144,33 +151,59 @@ class SimulationResult:
     def _dependency_order(self) -> str | None:
         jobs = {job.id: job for job in self.backend.jobs()}
         started: dict[tuple[str, str], int] = {}
-        completed: dict[tuple[str, str], int] = {}
+        completed = self._completion_positions(jobs)
         for position, entry in enumerate(self.trace):
             job = jobs.get(entry.job_id or "")
             task = entry.detail.get("task_name")
-            if job is None:
-                continue
-            owner = job.parent_id or job.id
-            if entry.event == "job.finish" and job.parent_id and job.task_name:
-                completed[(owner, job.task_name)] = position
-            if task is None or job.parent_id:
+            if job is None or job.parent_id or task is None:
                 continue
             if entry.event in ("task.start", "task.skip", "task.enqueue"):
-                started.setdefault((owner, task), position)
-            if entry.event in ("task.complete", "task.skip"):
-                completed[(owner, task)] = position
+                started.setdefault((job.id, task), position)
         for (owner, task), position in started.items():
             cls = _workflow(jobs[owner].workflow)
             if cls is None:
                 continue
+            finished = self.backend.load_state(owner, ()).tasks
             for dependency in cls.get_task(task).depends_on:
                 done = completed.get((owner, dependency))
+                if done is None and finished.get(dependency) == "done":
+                    done = -1  # an in-process map over nothing emits no event
                 if done is None or done > position:
                     return (
                         f"dependency order: task {task!r} of job {owner} started "
                         f"before its dependency {dependency!r} completed"
                     )
         return None
+
+    def _completion_positions(self, jobs: dict[str, Any]) -> dict[tuple[str, str], int]:
+        """Trace position at which each (workflow job, task) had completed.
+
+        A task is complete once each of its iterations (or sub-jobs) has
+        completed *once*: later re-runs by a duplicate or recovered copy do
+        not move it. An enqueued task with no sub-jobs completes when it
+        enqueued nothing.
+        """
+        first: dict[tuple[str, str, Any], int] = {}
+        for position, entry in enumerate(self.trace):
+            job = jobs.get(entry.job_id or "")
+            if job is None:
+                continue
+            if entry.event == "job.finish" and job.parent_id and job.task_name:
+                key = (job.parent_id, job.task_name, job.id)
+                first.setdefault(key, position)
+            task = entry.detail.get("task_name")
+            if task is None or job.parent_id:
+                continue
+            if entry.event in ("task.complete", "task.skip"):
+                first.setdefault(
+                    (job.id, task, entry.detail.get("each_index")), position
+                )
+            if entry.event == "task.enqueue":
+                first.setdefault((job.id, task, "enqueued"), position)
+        completed: dict[tuple[str, str], int] = {}
+        for (owner, task, _), position in first.items():
+            completed[(owner, task)] = max(completed.get((owner, task), -1), position)
+        return completed
 
     def _throttle_limits(self) -> str | None:
         for key, peak in self.metrics.peak_holders.items():
