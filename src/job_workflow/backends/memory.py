@@ -29,6 +29,7 @@ from job_workflow.core.ports import (
     JobStatus,
     NewJob,
     SemaphoreStatistics,
+    SubJobProgress,
     TaskOutcome,
 )
 
@@ -120,7 +121,8 @@ class MemoryBackend:
         self._scheduled: list[tuple[float, int, str]] = []
         self._blocked: dict[str, deque[str]] = {}
         self._active: dict[str, int] = {}  # concurrency key -> ready or running
-        self._children: dict[tuple[str, str], list[str]] = {}
+        self._children: dict[str, dict[str, list[str]]] = {}  # parent -> task -> ids
+        self._claims: dict[str, set[str]] = {}  # worker -> claimed job ids
         self._states: dict[str, JobState] = {}
         self._semaphores: dict[str, _Semaphore] = {}
         self._paused: set[str] = set()
@@ -148,7 +150,7 @@ class MemoryBackend:
     def start_inline(self, job: NewJob, worker_id: str, now: float) -> JobRecord:
         with self._lock:
             record = self._new_job(job, now, "claimed")
-            record.claimed_by = worker_id
+            self._set_claim(record, worker_id)
             record.executions = 1
             return record.snapshot()
 
@@ -158,9 +160,9 @@ class MemoryBackend:
         self._jobs[job.id] = job
         self._states[job.id] = JobState()
         if spec.parent_id is not None and spec.task_name is not None:
-            self._children.setdefault((spec.parent_id, spec.task_name), []).append(
-                job.id
-            )
+            self._children.setdefault(spec.parent_id, {}).setdefault(
+                spec.task_name, []
+            ).append(job.id)
         return job
 
     def _add(self, spec: NewJob, now: float) -> _Job:
@@ -190,6 +192,14 @@ class MemoryBackend:
             (job.spec.priority, next(self._seq), job.id),
         )
 
+    def _set_claim(self, job: _Job, worker_id: str | None) -> None:
+        """Set who holds a job, keeping the per-worker index in step."""
+        if job.claimed_by is not None:
+            self._claims.get(job.claimed_by, set()).discard(job.id)
+        job.claimed_by = worker_id
+        if worker_id is not None:
+            self._claims.setdefault(worker_id, set()).add(job.id)
+
     def _release_key(self, job: _Job) -> None:
         key = job.spec.concurrency_key
         if key is None or job.spec.concurrency_limit is None:
@@ -214,7 +224,7 @@ class MemoryBackend:
                 if job is None:
                     break
                 job.status = "claimed"
-                job.claimed_by = worker_id
+                self._set_claim(job, worker_id)
                 job.executions += 1
                 claimed.append(job.snapshot())
         return claimed
@@ -243,7 +253,7 @@ class MemoryBackend:
             return None
         was_holding = job.status in ("claimed", "ready")
         job.status = status
-        job.claimed_by = None
+        self._set_claim(job, None)
         job.finished_at = now
         if was_holding:
             self._release_key(job)
@@ -265,7 +275,7 @@ class MemoryBackend:
             job = self._jobs.get(job_id)
             if job is None or job.status != "claimed":
                 return
-            job.claimed_by = None
+            self._set_claim(job, None)
             job.run_at = run_at
             job.status = "scheduled"
             # A waiting job gives its concurrency slot back; it takes one
@@ -276,11 +286,13 @@ class MemoryBackend:
 
     def release_claimed(self, worker_id: str, now: float) -> list[str]:
         with self._lock:
+            held = self._claims.pop(worker_id, set())
             released = [
                 job
-                for job in self._jobs.values()
+                for job in (self._jobs[i] for i in held if i in self._jobs)
                 if job.status == "claimed" and job.claimed_by == worker_id
             ]
+            released.sort(key=lambda job: job.seq)
             for job in released:
                 job.claimed_by = None
                 self._push_ready(job)
@@ -325,15 +337,27 @@ class MemoryBackend:
 
     def sub_jobs(self, parent_id: str, task_name: str | None = None) -> list[JobRecord]:
         with self._lock:
+            by_task = self._children.get(parent_id, {})
             if task_name is not None:
-                ids: Iterable[str] = self._children.get((parent_id, task_name), ())
+                ids: Iterable[str] = by_task.get(task_name, ())
             else:
-                ids = itertools.chain.from_iterable(
-                    children
-                    for (parent, _), children in self._children.items()
-                    if parent == parent_id
-                )
+                ids = itertools.chain.from_iterable(by_task.values())
             return [self._jobs[i].snapshot() for i in ids if i in self._jobs]
+
+    def sub_job_progress(self, parent_id: str, task_name: str) -> SubJobProgress:
+        with self._lock:
+            jobs = [
+                self._jobs[i]
+                for i in self._children.get(parent_id, {}).get(task_name, ())
+                if i in self._jobs
+            ]
+            failed = tuple(
+                job.id
+                for job in sorted(jobs, key=lambda j: j.spec.each_index or 0)
+                if job.status == "failed"
+            )
+            pending = sum(1 for job in jobs if job.status not in ("finished", "failed"))
+            return SubJobProgress(len(jobs), pending, failed)
 
     def load_state(self, job_id: str, tasks: Collection[str] | None = None) -> JobState:
         with self._lock:
@@ -553,7 +577,7 @@ class MemoryBackend:
                         if self._jobs[job_id].status != "ready":
                             break
                     job.status = "claimed"
-                    job.claimed_by = "inline"
+                    self._set_claim(job, "inline")
                     job.executions += 1
                     record = job.snapshot()
                 _runner.perform(env, record)

@@ -9,6 +9,7 @@ the declaration says so, which keeps the stored JSON plain and readable.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import types
 import typing
 import uuid
@@ -138,10 +139,44 @@ def encode(value: Any, path: str = "") -> JSONValue:
     raise CodecError(path, f"{type(value).__name__} {value!r} cannot be stored as JSON")
 
 
+_REBUILT = (_dt.datetime, _dt.date, Decimal, uuid.UUID, float, tuple, set, frozenset)
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_plain(tp: Any) -> bool:
+    """True when JSON data of this type is already the value (no rebuilding)."""
+    origin = typing.get_origin(tp)
+    if origin is None:
+        return not (isinstance(tp, type) and issubclass(tp, _REBUILT))
+    if origin is typing.Literal:
+        return True
+    if origin in (tuple, set, frozenset):
+        return False
+    return all(_is_plain(arg) for arg in typing.get_args(tp) if arg is not Ellipsis)
+
+
+def copy_json(value: Any) -> Any:
+    """Copy JSON data (lists and dicts), leaving scalars as they are."""
+    if isinstance(value, list):
+        return [copy_json(item) for item in value]
+    if isinstance(value, dict):
+        return {key: copy_json(item) for key, item in value.items()}
+    return value
+
+
+def is_plain(tp: Any) -> bool:
+    try:
+        return _is_plain(tp)
+    except TypeError:  # an unhashable annotation: decode it the long way
+        return False
+
+
 def decode(data: JSONValue, tp: Any, path: str = "") -> Any:
     """Rebuild a value of declared type ``tp`` from its JSON form."""
-    if data is None or tp is Any or tp is object:
-        return data
+    if data is None or tp is Any or tp is object or is_plain(tp):
+        # A fresh copy all the same: the JSON may be shared with the backend
+        # (the memory backend keeps it by reference) and tasks may mutate it.
+        return copy_json(data)
     origin = typing.get_origin(tp)
     if origin is None:
         return _decode_plain(data, tp, path)

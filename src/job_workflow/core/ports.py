@@ -21,6 +21,17 @@ TaskOutcome = Literal["done", "skipped", "enqueued"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"finished", "failed"})
 
 
+class BackendUnavailableError(ConnectionError):
+    """A backend operation failed because its storage cannot be reached.
+
+    Part of the port: a backend raises it (or a subclass, such as the SQL
+    backend's ``DatabaseUnavailableError``) when a database is down or a
+    connection dropped. The job that met it is not at fault, so a worker
+    does not fail it: it gives the job back to the queue once the backend
+    answers again, and the job resumes from its persisted progress.
+    """
+
+
 @runtime_checkable
 class Clock(Protocol):
     """Time and randomness for the runner.
@@ -111,6 +122,15 @@ class JobState:
 
 
 @dataclass(frozen=True, slots=True)
+class SubJobProgress:
+    """How the sub-jobs of one task stand: what a waiting parent polls."""
+
+    total: int
+    pending: int
+    failed: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class SemaphoreStatistics:
     """A semaphore at one moment: who holds it and its limit."""
 
@@ -136,7 +156,9 @@ class QueueBackend(Protocol):
     returned to those tasks, so a sub-job reading its parent does not copy
     the outputs of its thousands of siblings) / ``record_iteration`` /
     ``record_task`` / ``set_current_task``; lookup with ``get_job`` and
-    ``sub_jobs``.
+    ``sub_jobs``; ``sub_job_progress`` answers a waiting parent's poll
+    (counts and failed ids, in each_index order) without reading every
+    sub-job.
     Semaphores: ``semaphore_acquire`` / ``semaphore_release`` /
     ``semaphore_statistics`` (a lease lasts ``ttl`` seconds).
     Queues: ``pause`` / ``resume`` / ``paused_queues`` / ``queue_size`` /
@@ -172,6 +194,8 @@ class QueueBackend(Protocol):
     def sub_jobs(
         self, parent_id: str, task_name: str | None = None
     ) -> list[JobRecord]: ...
+
+    def sub_job_progress(self, parent_id: str, task_name: str) -> SubJobProgress: ...
 
     def load_state(
         self, job_id: str, tasks: Collection[str] | None = None
