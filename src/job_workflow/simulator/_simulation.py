@@ -268,7 +268,7 @@ class Simulation:
         self._record(worker, "job.claim", job.id, {"executions": job.executions})
         self._changed()
         if self._strikes("crashes") and "claimed" in self.faults.crash_points:
-            self._crash(worker, "claimed", job)
+            self._crash(worker, "claimed", job, job.task_name)
             return True
         self._start_job(worker, job)
         if self._strikes("duplicate_delivery"):
@@ -309,7 +309,7 @@ class Simulation:
             self._close_wait(worker)
             while worker.status == "running":
                 if self._strikes("backend_errors"):
-                    self._crash(worker, "backend_error", worker.job)
+                    self._crash(worker, "backend_error", worker.job, _task_of(worker))
                     return
                 effect = self._next_effect(worker)
                 if effect is None or not self._handle(worker, effect):
@@ -354,7 +354,7 @@ class Simulation:
         if point.point != "after_body":
             self._close_body(worker)
         if self._strikes("crashes") and point.point in self.faults.crash_points:
-            self._crash(worker, point.point, worker.job)
+            self._crash(worker, point.point, worker.job, point.task)
             return False
         if point.point == "before_body":
             self._open_body(worker, point)
@@ -427,7 +427,7 @@ class Simulation:
         wait = worker.wait
         if wait is None:
             return
-        kind = "poll" if wait.reason.startswith("poll") else wait.reason
+        kind = _wait_kind(wait)
         self._spans.append(
             Span(
                 worker.name,
@@ -521,9 +521,14 @@ class Simulation:
         worker.wait = None
         self._changed()
 
-    def _crash(self, worker: _Worker, point: str, job: JobRecord | None) -> None:
+    def _crash(
+        self, worker: _Worker, point: str, job: JobRecord | None, task: str | None
+    ) -> None:
         self._close_body(worker)
-        self._record(worker, "worker.crash", job.id if job else None, {"reason": point})
+        detail = (
+            {"reason": point} if task is None else {"reason": point, "task_name": task}
+        )
+        self._record(worker, "worker.crash", job.id if job else None, detail)
         # No _touch: a job resumed after a crash must skip every iteration it
         # recorded, so a rerun there is a bug the invariant reports.
         if job is not None and worker.counted:
@@ -634,7 +639,7 @@ class Simulation:
             statuses=statuses,
             outputs=outputs,
             trace=list(self._trace),
-            spans=list(self._spans),
+            spans=[*self._spans, *self._open_spans()],
             digest=digest,
             deadlocked=self._deadlocked,
             metrics=self._metrics.freeze(self.now - self._start, self._workers),
@@ -645,11 +650,46 @@ class Simulation:
             reruns=list(self._reruns),
             backend=self.backend,
             compare_outputs=self._compare_outputs,
+            start=self._start,
         )
+
+    def _open_spans(self) -> list[Span]:
+        """The stretches still under way, cut at the current virtual time.
+
+        A result taken mid-run (``until``, ``advance``) or at a deadlock shows
+        what each worker is doing now: a body or a wait that has not ended.
+        """
+        spans: list[Span] = []
+        for worker in self._workers:
+            if worker.status != "running":
+                continue
+            if worker.body is not None:
+                task, index = worker.body
+                start, kind = worker.body_started, "task"
+            elif worker.wait is not None:
+                task, index = None, None
+                start, kind = worker.wait_started, _wait_kind(worker.wait)
+            else:
+                continue
+            spans.append(
+                Span(worker.name, start, self.now, kind, _job_id(worker), task, index)
+            )
+        return spans
 
 
 def _job_id(worker: _Worker) -> str | None:
     return worker.job.id if worker.job else None
+
+
+def _task_of(worker: _Worker) -> str | None:
+    """The task a worker is in: its open body, else its sub-job's task."""
+    if worker.body is not None:
+        return worker.body[0]
+    return worker.job.task_name if worker.job else None
+
+
+def _wait_kind(wait: Sleep) -> str:
+    return "poll" if wait.reason.startswith("poll") else wait.reason
 
 
 def _owner(worker: _Worker) -> str:

@@ -62,8 +62,9 @@ def _defaults(drawing: Drawing) -> list[str]:
 def _graph_label(drawing: Drawing) -> str:
     if not drawing.subtitle:
         return drawing.title
-    subtitle = _small(drawing.subtitle, _style.MUTED, size=11)
-    return _Html(f'{_esc(drawing.title)}<BR ALIGN="LEFT"/>{subtitle}<BR ALIGN="LEFT"/>')
+    lines = [_esc(drawing.title)]
+    lines += [_small(line, _style.MUTED, 11) for line in drawing.subtitle.splitlines()]
+    return _Html("".join(f'{line}<BR ALIGN="LEFT"/>' for line in lines))
 
 
 # -- nodes, grouped into namespace clusters --

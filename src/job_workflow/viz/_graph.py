@@ -18,13 +18,14 @@ from job_workflow.viz._model import Drawing, Node
 
 
 def to_networkx(drawing: Drawing) -> Any:
-    """A DiGraph of ``drawing``; report overlays add run attributes to nodes."""
+    """A DiGraph of ``drawing``; run overlays add run attributes to nodes."""
     graph = nx.DiGraph(
         name=drawing.workflow.name,
         title=drawing.title,
         subtitle=drawing.subtitle,
         queue=drawing.workflow.queue,
-        kind="dry_run" if drawing.overlay else "workflow",
+        kind=drawing.kind,
+        **dict(drawing.data),
     )
     for node in drawing.nodes:
         graph.add_node(node.name, **_attributes(drawing.workflow, node))
@@ -54,6 +55,7 @@ def _attributes(workflow: type[Workflow], node: Node) -> dict[str, Any]:
             skipped_side_effects=report["skipped_side_effects"],
             outputs=report["outputs"],
         )
+    attributes.update(node.data)
     return attributes
 
 

@@ -25,7 +25,10 @@ _WAIT_LINK = f"stroke:{_style.WAIT_EDGE},stroke-width:2.5px"
 def to_mermaid(drawing: Drawing) -> str:
     """The whole flowchart as text, ending with a newline."""
     ids = {node.name: f"n{i}" for i, node in enumerate(drawing.nodes)}
-    lines = ["---", f"title: {_title(drawing.title)}", "---", "flowchart LR"]
+    title = drawing.title
+    if drawing.kind == "simulation":  # seed, workers, faults: what replays it
+        title += ": " + drawing.subtitle.splitlines()[0]
+    lines = ["---", f"title: {_title(title)}", "---", "flowchart LR"]
     lines += _groups(drawing.nodes, ids, (), 1, iter(range(len(drawing.nodes))))
     waits: list[int] = []
     for number, edge in enumerate(drawing.edges):

@@ -1,19 +1,19 @@
 """What a picture shows, independent of the output format.
 
-Every drawable object (a workflow class, a dry-run report, later a
-simulation result) is first turned into a :class:`Drawing`: nodes with the
-text lines and flags that matter, edges, and for a run an overlay status per
-node. DOT, Mermaid and networkx output are then plain functions of a
-Drawing, so they agree with each other and stay deterministic.
+Every drawable object (a workflow class, a dry-run report, a simulation
+result) is first turned into a :class:`Drawing`: nodes with the text lines
+and flags that matter, edges, and for a run an overlay status per node. DOT,
+Mermaid and networkx output are then plain functions of a Drawing, so they
+agree with each other and stay deterministic.
 
-Extension point: :func:`register_source` maps a type to a builder. A
-``SimulationResult`` adapter registers itself there (building one status per
-task from the result's ``statuses`` and trace); nothing else needs to change.
+Extension point: :func:`register_source` maps a type to a builder and names
+the keyword options the builder takes (``workflow=`` for a simulation
+result, see ``_simulation.py``); nothing else needs to change.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,6 +22,7 @@ from job_workflow.core._task import Task
 from job_workflow.core._workflow import Workflow
 
 Status = Literal["ran", "skipped", "failed", "not_run"]
+Kind = Literal["workflow", "dry_run", "simulation"]
 Feature = Literal["map", "enqueue", "throttle", "condition", "wait", "retry"]
 
 
@@ -46,6 +47,7 @@ class Node:
     status: Status | None = None
     notes: tuple[str, ...] = ()
     report: TaskReport | None = None
+    data: tuple[tuple[str, Any], ...] = ()  # run attributes for networkx
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,29 +69,59 @@ class Drawing:
     edges: tuple[Edge, ...]
     overlay: bool = False
     subtitle: str = ""
+    kind: Kind = "workflow"
+    # For an overlay: what each status colour means in this kind of run.
+    status_labels: tuple[tuple[Status, str], ...] = ()
+    data: tuple[tuple[str, Any], ...] = ()  # graph attributes for networkx
 
 
-Builder = Callable[[Any], Drawing]
-_SOURCES: dict[type, Builder] = {}
+Builder = Callable[..., Drawing]
+_SOURCES: dict[type, tuple[Builder, frozenset[str]]] = {}
 
 
-def register_source(kind: type, builder: Builder) -> None:
-    """Teach viz to draw objects of ``kind`` (see the module docstring)."""
-    _SOURCES[kind] = builder
+def register_source(
+    kind: type, builder: Builder, options: tuple[str, ...] = ()
+) -> None:
+    """Teach viz to draw objects of ``kind`` (see the module docstring).
+
+    ``builder(obj, **options)`` returns the Drawing; ``options`` names the
+    keyword arguments it accepts (given ``None``, they take their default).
+    """
+    _SOURCES[kind] = (builder, frozenset(options))
 
 
-def drawing_of(obj: Any) -> Drawing:
-    """The Drawing of a Workflow class or of any registered kind of object."""
+def drawing_of(obj: Any, options: Mapping[str, Any] | None = None) -> Drawing:
+    """The Drawing of a Workflow class or of any registered kind of object.
+
+    ``options`` with a ``None`` value are left out; any other option must be
+    one the object's builder accepts, else TypeError names who takes it.
+    """
+    given = {k: v for k, v in (options or {}).items() if v is not None}
     if isinstance(obj, type) and issubclass(obj, Workflow) and obj is not Workflow:
+        _check_options(given, frozenset(), "a Workflow class")
         return workflow_drawing(obj)
-    for kind, builder in _SOURCES.items():
+    for kind, (builder, accepted) in _SOURCES.items():
         if isinstance(obj, kind):
-            return builder(obj)
+            _check_options(given, accepted, f"a {kind.__name__}")
+            return builder(obj, **given)
     drawable = ", ".join(["a Workflow subclass", *(k.__name__ for k in _SOURCES)])
     raise TypeError(
         f"cannot draw an object of type {type(obj).__name__}; "
         f"job_workflow.viz draws {drawable}"
     )
+
+
+def _check_options(
+    given: Mapping[str, Any], accepted: frozenset[str], what: str
+) -> None:
+    unknown = sorted(set(given) - accepted)
+    if not unknown:
+        return
+    takers = sorted(
+        kind.__name__ for kind, (_, names) in _SOURCES.items() if unknown[0] in names
+    )
+    hint = f"; it applies to a {' or a '.join(takers)}" if takers else ""
+    raise TypeError(f"{unknown[0]}= cannot be used to draw {what}{hint}")
 
 
 # -- a workflow class --
@@ -170,9 +202,15 @@ def report_drawing(report: DryRunReport) -> Drawing:
     nodes = tuple(_overlaid(node, by_name.get(node.name)) for node in base.nodes)
     title = f"dry run of {report.workflow_name}: {report.status}"
     arguments = ", ".join(f"{k}={v!r}" for k, v in report.arguments.items())
-    subtitle = _clip(f"arguments: {arguments or '(none)'}", 120)
+    subtitle = clip(f"arguments: {arguments or '(none)'}", 120)
     return Drawing(
-        title, report.workflow, nodes, base.edges, overlay=True, subtitle=subtitle
+        title,
+        report.workflow,
+        nodes,
+        base.edges,
+        overlay=True,
+        subtitle=subtitle,
+        kind="dry_run",
     )
 
 
@@ -195,13 +233,13 @@ def _overlaid(node: Node, report: TaskReport | None) -> Node:
 def _notes(report: TaskReport) -> tuple[str, ...]:
     notes = [_status_text(report)]
     if report.status == "failed" and report.iterations:
-        notes.append(f"{_count(report.iterations, 'iteration')} completed")
+        notes.append(f"{count(report.iterations, 'iteration')} completed")
     if report.sub_jobs is not None:
         sub_jobs = report.sub_jobs
         limit = f", max {sub_jobs.concurrency}" if sub_jobs.concurrency else ""
-        notes.append(f"{_count(sub_jobs.count, 'sub-job')} on {sub_jobs.queue}{limit}")
+        notes.append(f"{count(sub_jobs.count, 'sub-job')} on {sub_jobs.queue}{limit}")
     if report.retries:
-        notes.append(_count(report.retries, "retry", "retries"))
+        notes.append(count(report.retries, "retry", "retries"))
     if report.skipped_side_effects:
         names = summarize_side_effects(report.skipped_side_effects)
         notes.append(f"skipped side effects: {names}")
@@ -210,21 +248,23 @@ def _notes(report: TaskReport) -> tuple[str, ...]:
 
 def _status_text(report: TaskReport) -> str:
     if report.status == "ran":
-        return f"ran, {_count(report.iterations, 'iteration')}"
+        return f"ran, {count(report.iterations, 'iteration')}"
     if report.status == "skipped":
         return f"skipped: {report.reason}"
     if report.status == "failed":
         first = (report.error_message or "").splitlines()[:1]
-        return _clip("failed: " + ": ".join([str(report.error_class), *first]), 48)
+        return clip("failed: " + ": ".join([str(report.error_class), *first]), 48)
     return "not run"
 
 
-def _count(number: int, singular: str, plural: str | None = None) -> str:
+def count(number: int, singular: str, plural: str | None = None) -> str:
+    """``"1 retry"``, ``"2 retries"``: a number and its noun."""
     word = singular if number == 1 else plural or singular + "s"
     return f"{number} {word}"
 
 
-def _clip(text: str, width: int) -> str:
+def clip(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, ending with ``...`` when cut."""
     return text if len(text) <= width else text[: width - 3] + "..."
 
 

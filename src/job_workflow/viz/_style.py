@@ -127,8 +127,9 @@ def legend(drawing: Drawing) -> tuple[tuple[LegendEntry, ...], bool]:
     waits = any(edge.waits for edge in drawing.edges)
     if drawing.overlay:
         statuses = {node.status for node in drawing.nodes}
+        labels = {**STATUS_LABEL, **dict(drawing.status_labels)}
         entries = [
-            LegendEntry(status, STATUS_LABEL[status], STATUS[status])
+            LegendEntry(status, labels[status], STATUS[status])
             for status in STATUS
             if status in statuses
         ]
