@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -37,6 +38,8 @@ SERVER_URLS = {
 
 # A server found down once is not tried again by every later test.
 _unreachable: dict[str, str] = {}
+# The URL each backend was made from (``SqlBackend.url`` masks a password).
+_urls: weakref.WeakKeyDictionary[SqlBackend, str] = weakref.WeakKeyDictionary()
 
 
 def require_servers() -> bool:
@@ -64,13 +67,11 @@ def sql_marks(kind: str) -> list[pytest.MarkDecorator]:
 SqlBackendFactory = Callable[[str], SqlBackend]
 
 
-@pytest.fixture
-def make_sql_backend(tmp_path: Path) -> Iterator[SqlBackendFactory]:
-    """Make SQL backends with fresh tables; dropped and closed after the test."""
+def _backends_in(directory: Path) -> Iterator[SqlBackendFactory]:
     made: list[SqlBackend] = []
 
     def make(kind: str) -> SqlBackend:
-        url = sql_url(kind, tmp_path)
+        url = sql_url(kind, directory)
         if url in _unreachable:
             _no_server(kind, _unreachable[url])
         backend = SqlBackend(url, table_prefix=f"jw_t{secrets.token_hex(4)}_")
@@ -81,6 +82,7 @@ def make_sql_backend(tmp_path: Path) -> Iterator[SqlBackendFactory]:
             _unreachable[url] = str(exc)
             _no_server(kind, str(exc))
         made.append(backend)
+        _urls[backend] = url
         return backend
 
     yield make
@@ -89,3 +91,23 @@ def make_sql_backend(tmp_path: Path) -> Iterator[SqlBackendFactory]:
             backend.drop_schema()
         finally:
             backend.close()
+
+
+@pytest.fixture
+def make_sql_backend(tmp_path: Path) -> Iterator[SqlBackendFactory]:
+    """Make SQL backends with fresh tables; dropped and closed after the test."""
+    yield from _backends_in(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def make_module_sql_backend(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[SqlBackendFactory]:
+    """``make_sql_backend`` for module-scoped fixtures (a worker shared by tests)."""
+    yield from _backends_in(tmp_path_factory.mktemp("sql"))
+
+
+@pytest.fixture(scope="session")
+def sql_url_of() -> Callable[[SqlBackend], str]:
+    """The unmasked URL of a backend these fixtures made (for subprocesses)."""
+    return _urls.__getitem__

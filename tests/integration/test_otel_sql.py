@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
     InMemorySpanExporter,
 )
 
-from job_workflow import Workflow, WorkflowStatus, argument, task, use_clock
+from job_workflow import Workflow, WorkflowStatus, argument, events, task, use_clock
 from job_workflow.backends.sql import SqlBackend
 from job_workflow.clock import SystemClock
 from job_workflow.core import _runner
@@ -47,6 +47,9 @@ class Threads:
         self.by_job: dict[str, int] = {}
         self.running = 0
         self.two_running = threading.Event()
+        # Sub-jobs wait for the parent's first reschedule (see run_workers),
+        # so it surely meets them unfinished, however fast the backend.
+        self.released = threading.Event()
 
     def enter(self, job_id: str) -> None:
         with self.lock:
@@ -82,6 +85,7 @@ class FanOut(Workflow):
         output={"value": int},
     )
     def compute(self, ctx: Any) -> dict[str, int]:
+        threads.released.wait(DEADLINE)
         threads.enter(ctx.job_id)
         try:
             # Give a second sub-job the chance to run on another thread.
@@ -170,6 +174,16 @@ def work(
 
 
 def run_workers(backend: SqlBackend, job_id: str) -> WorkflowStatus:
+    release = events.subscribe(
+        "dependent.reschedule", lambda event: threads.released.set()
+    )
+    try:
+        return _run_workers(backend, job_id)
+    finally:
+        release.unsubscribe()
+
+
+def _run_workers(backend: SqlBackend, job_id: str) -> WorkflowStatus:
     stop = threading.Event()
     errors: list[BaseException] = []
     workers = [

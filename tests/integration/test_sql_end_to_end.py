@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from job_workflow import Workflow, WorkflowStatus, argument, task, use_clock
+from job_workflow import Workflow, WorkflowStatus, argument, events, task, use_clock
 from job_workflow.backends.sql import SqlBackend
 from job_workflow.clock import SystemClock
 from job_workflow.core import _runner
@@ -36,6 +36,9 @@ class Gauge:
         self.lock = threading.Lock()
         self.two_running = threading.Event()
         self.overlap_wait = OVERLAP_WAIT
+        # Sub-jobs wait for it, so that the parent surely meets them
+        # unfinished and reschedules itself (however fast the backend).
+        self.released = threading.Event()
 
     def enter(self) -> None:
         with self.lock:
@@ -71,6 +74,7 @@ class FanOut(Workflow):
         output={"value": int},
     )
     def compute(self, ctx):
+        gauge.released.wait(DEADLINE)
         gauge.enter()
         try:
             # Give a second body the chance to overlap (bounded), so the
@@ -115,6 +119,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[SqlBackend]:
 
 def test_perform_now_runs_everything_in_the_caller(backend: SqlBackend) -> None:
     gauge.overlap_wait = 0.0  # one body at a time: nothing to wait for
+    gauge.released.set()  # nothing reschedules in a synchronous run
     run = FanOut.set(backend=backend).perform_now(items=ITEMS)
     assert run.status == "succeeded"
     assert run.output["total"][0].total == sum(VALUES)
@@ -171,7 +176,11 @@ def run_workers(backend: SqlBackend, job_id: str) -> WorkflowStatus:
 
 def test_perform_later_with_worker_threads(backend: SqlBackend) -> None:
     handle = FanOut.set(backend=backend).perform_later(items=ITEMS)
-    status = run_workers(backend, handle.job_id)
+    release = events.subscribe("dependent.reschedule", lambda e: gauge.released.set())
+    try:
+        status = run_workers(backend, handle.job_id)
+    finally:
+        release.unsubscribe()
     assert status.status == "succeeded", status.error
     assert status.output["total"][0].total == sum(VALUES)
     assert status.output["total"][0].values == VALUES

@@ -159,8 +159,9 @@ class OneOutputSlot(MemoryBackend):
         task_name: str,
         each_index: int,
         output: dict[str, Any] | None,
+        **kw: Any,
     ) -> None:
-        super().record_iteration(job_id, task_name, each_index, None)
+        super().record_iteration(job_id, task_name, each_index, None, **kw)
         if output is not None:
             super().record_iteration(job_id, task_name, 0, output)
 
@@ -201,13 +202,13 @@ class RetriesOnceTooOften(JobRun):
     """Counts retries from zero: one more retry than the task allows."""
 
     def _iteration(
-        self, task: Task, index: int | None, value: Any, owner_id: str
+        self, task: Task, index: int | None, value: Any, owner_id: str, **kw: Any
     ) -> Generator[Effect, None, None]:
         retry = task.options.retry
         task = with_options(
             task, retry=dataclasses.replace(retry, count=retry.count + 1)
         )
-        yield from super()._iteration(task, index, value, owner_id)
+        yield from super()._iteration(task, index, value, owner_id, **kw)
 
 
 # -- running a scenario --

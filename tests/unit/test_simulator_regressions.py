@@ -212,9 +212,9 @@ def resumes_map_at(first: Callable[[set[int]], int]) -> type[JobRun]:
     class ResumesMapAt(JobRun):
         def _run_iterations(
             self, task: Task, done: set[int], values: list[Any]
-        ) -> Generator[Effect, None, None]:
+        ) -> Generator[Effect, None, bool]:
             redo = set(range(max(first(done), 0)))
-            yield from super()._run_iterations(task, redo, values)
+            return (yield from super()._run_iterations(task, redo, values))
 
     return ResumesMapAt
 

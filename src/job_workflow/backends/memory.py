@@ -262,7 +262,9 @@ class MemoryBackend:
 
     def finish(self, job_id: str, now: float) -> None:
         with self._lock:
-            self._settle(job_id, "finished", now)
+            job = self._settle(job_id, "finished", now)
+            if job is not None:
+                job.current_task = None
 
     def fail(self, job_id: str, error: JobError, now: float) -> None:
         with self._lock:
@@ -384,12 +386,18 @@ class MemoryBackend:
         task_name: str,
         each_index: int,
         output: dict[str, Any] | None,
+        *,
+        task_outcome: TaskOutcome | None = None,
     ) -> None:
         with self._lock:
             state = self._states.setdefault(job_id, JobState())
-            state.iterations.setdefault(task_name, set()).add(each_index)
             if output is not None:
                 state.outputs.setdefault(task_name, {})[each_index] = output
+            if task_outcome is None:
+                state.iterations.setdefault(task_name, set()).add(each_index)
+            else:
+                state.tasks[task_name] = task_outcome
+                state.iterations.pop(task_name, None)
 
     def record_task(
         self,

@@ -26,6 +26,7 @@ from job_workflow.core._events import bus, collect_carried
 from job_workflow.core._task import Task
 from job_workflow.core._workflow import Hooks, Workflow, registry
 from job_workflow.core.ports import (
+    BackendUnavailableError,
     Clock,
     JobError,
     JobRecord,
@@ -94,9 +95,14 @@ class RunEnv:
     and nothing reschedules. ``interrupted`` is asked before every wait; when
     it says yes the job stops there and goes back to the queue (its progress
     is already persisted), which is how a worker shuts down or a drain times
-    out without waiting for a job that polls forever. ``checkpoints`` makes
-    the runner yield :class:`Checkpoint` effects (only the simulator wants
-    them).
+    out without waiting for a job that polls forever. ``hand_back`` returns
+    such an interrupted job to the queue; without it the runner releases
+    every job claimed under ``worker_id``, which is right only when a worker
+    id runs one job at a time (a process running several passes its own).
+    ``finish`` settles a job that did all its work instead of
+    ``backend.finish`` (a worker process sends it with its next claim).
+    ``checkpoints`` makes the runner yield :class:`Checkpoint` effects (only
+    the simulator wants them).
     """
 
     backend: QueueBackend
@@ -107,6 +113,8 @@ class RunEnv:
     force_dry_run: bool = False
     throttle_poll_interval: float = 0.5
     interrupted: Callable[[], bool] | None = None
+    hand_back: Callable[[JobRecord], None] | None = None
+    finish: Callable[[str, float], None] | None = None
     observer: Callable[[str, dict[str, Any]], None] | None = field(default=None)
 
 
@@ -182,7 +190,8 @@ class JobRun:
             if not isinstance(exc, GeneratorExit):
                 self._emit_failure("workflow", self._payload, exc, started)
             raise
-        backend.set_current_task(self.job.id, None)
+        # No set_current_task(None): finishing the job clears it (one write
+        # fewer per job, which is most of a small job's cost on a database).
         self._emit_span("workflow", self._payload, started)
         self._emit("workflow.complete", self._payload)
         return FINISHED
@@ -208,8 +217,10 @@ class JobRun:
         if self.env.synchronous and task.options.enqueue.enabled(ctx):
             self._emit_enqueue(task, len(values) if task.is_map else 1)
         done = state.iterations.get(task.name, set())
-        yield from self._run_iterations(task, done, values)
-        self._record_task(task.name, "done", state)
+        if (yield from self._run_iterations(task, done, values)):
+            state.tasks[task.name] = "done"  # written with its last iteration
+        else:
+            self._record_task(task.name, "done", state)
 
     def _record_task(
         self, name: str, outcome: Any, state: JobState, ids: list[str] | None = None
@@ -225,14 +236,25 @@ class JobRun:
 
     def _run_iterations(
         self, task: Task, done: set[int], values: list[Any]
-    ) -> Generator[Effect, None, None]:
+    ) -> Generator[Effect, None, bool]:
+        """Run the unfinished iterations; True if the last one recorded the task.
+
+        The task's last iteration records the task as done in the same write
+        (one database round trip fewer per task); a task whose last
+        iteration had already run is recorded by the caller.
+        """
         if not task.is_map:
-            if 0 not in done:
-                yield from self._iteration(task, None, None, self.job.id)
-            return
+            if 0 in done:
+                return False
+            yield from self._iteration(task, None, None, self.job.id, last=True)
+            return True
+        last = len(values) - 1
         for index, value in enumerate(values):
             if index not in done:
-                yield from self._iteration(task, index, value, self.job.id)
+                yield from self._iteration(
+                    task, index, value, self.job.id, last=index == last
+                )
+        return last >= 0 and last not in done
 
     # -- sub-jobs --
 
@@ -339,14 +361,8 @@ class JobRun:
         return None
 
     def _sub_job_progress(self, dependency: str) -> tuple[bool, list[str]]:
-        jobs = self.env.backend.sub_jobs(self.job.id, dependency)
-        pending = any(
-            job.status != "finished" and job.status != "failed" for job in jobs
-        )
-        failed = [
-            job.id for job in sorted(jobs, key=_by_index) if job.status == "failed"
-        ]
-        return pending, failed
+        progress = self.env.backend.sub_job_progress(self.job.id, dependency)
+        return progress.pending > 0, list(progress.failed)
 
     # -- one iteration: retries around throttle, hooks, body --
 
@@ -364,7 +380,13 @@ class JobRun:
         ctx.dry_run = self._dry_run_for(task)
 
     def _iteration(
-        self, task: Task, index: int | None, value: Any, owner_id: str
+        self,
+        task: Task,
+        index: int | None,
+        value: Any,
+        owner_id: str,
+        *,
+        last: bool = False,
     ) -> Generator[Effect, None, None]:
         self._enter_task(task, index, value, in_map=index is not None)
         policy = task.options.retry
@@ -386,7 +408,13 @@ class JobRun:
                 raise
         if self.env.checkpoints:
             yield Checkpoint("before_record", task.name, index)
-        self.env.backend.record_iteration(owner_id, task.name, index or 0, data)
+        backend, each_index = self.env.backend, index or 0
+        if last:
+            backend.record_iteration(
+                owner_id, task.name, each_index, data, task_outcome="done"
+            )
+        else:
+            backend.record_iteration(owner_id, task.name, each_index, data)
 
     def _emit_task_failure(
         self,
@@ -686,21 +714,28 @@ def perform(env: RunEnv, job: JobRecord) -> Outcome | BaseException:
 
     Returns the outcome, or the exception the job failed with. A job whose
     workflow is not registered fails with UnknownWorkflowError. An
-    interrupted job is handed back to the queue unfinished.
+    interrupted job is handed back to the queue unfinished. A
+    :class:`BackendUnavailableError` is raised, not recorded: the job is not
+    at fault, and the worker gives it back once the backend answers.
     """
     backend, clock = env.backend, env.clock
     try:
         outcome = drive(JobRun(env, job).execute(), clock, env.interrupted)
     except Interrupted as exc:
-        backend.release_claimed(env.worker_id, clock.now())
+        if env.hand_back is not None:
+            env.hand_back(job)
+        else:
+            backend.release_claimed(env.worker_id, clock.now())
         return exc
+    except BackendUnavailableError:
+        raise
     except Exception as exc:
         backend.fail(job.id, error_of(exc), clock.now())
         return exc
     if isinstance(outcome, Rescheduled):
         backend.reschedule(job.id, outcome.run_at, clock.now())
     else:
-        backend.finish(job.id, clock.now())
+        (env.finish or backend.finish)(job.id, clock.now())
     return outcome
 
 

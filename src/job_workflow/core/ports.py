@@ -155,7 +155,10 @@ class QueueBackend(Protocol):
     Progress: ``load_state`` (``tasks`` limits the outputs and iterations
     returned to those tasks, so a sub-job reading its parent does not copy
     the outputs of its thousands of siblings) / ``record_iteration`` /
-    ``record_task`` / ``set_current_task``; lookup with ``get_job`` and
+    ``record_task`` / ``set_current_task`` (``record_iteration`` with
+    ``task_outcome`` also records the task, in the same write: the runner's
+    last iteration of a task; ``finish`` clears the current task);
+    lookup with ``get_job`` and
     ``sub_jobs``; ``sub_job_progress`` answers a waiting parent's poll
     (counts and failed ids, in each_index order) without reading every
     sub-job.
@@ -207,6 +210,8 @@ class QueueBackend(Protocol):
         task_name: str,
         each_index: int,
         output: dict[str, Any] | None,
+        *,
+        task_outcome: TaskOutcome | None = None,
     ) -> None: ...
 
     def record_task(

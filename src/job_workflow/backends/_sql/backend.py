@@ -15,15 +15,17 @@ process clock), as the memory backend does.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy.engine.interfaces import DBAPICursor
 
 from job_workflow.backends._sql.database import Database, Family
-from job_workflow.backends._sql.queries import JobRow, Queries, Sequencer
+from job_workflow.backends._sql.queries import HotPath, JobRow, Queries, Sequencer
 from job_workflow.backends._sql.schema import Tables, build_tables
 from job_workflow.core.ports import (
     Clock,
@@ -32,10 +34,13 @@ from job_workflow.core.ports import (
     JobState,
     NewJob,
     SemaphoreStatistics,
+    SubJobProgress,
     TaskOutcome,
 )
 
-__all__ = ["SqlBackend"]
+__all__ = ["CorruptPayloadError", "SqlBackend"]
+
+_log = logging.getLogger("job_workflow")
 
 _PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,29}")
 
@@ -44,12 +49,47 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def _record(row: JobRow) -> JobRecord:
+CORRUPT_PAYLOAD = "CorruptPayload"
+
+
+class CorruptPayloadError(ValueError):
+    """A job's stored JSON (arguments or metadata) does not decode to an object.
+
+    Nothing this library writes looks like that; a hand edit or a foreign
+    writer does. A worker that claims such a job fails it with error class
+    ``CorruptPayload`` and this message, and goes on with the others.
+    """
+
+
+def _payload(row: JobRow, column: str, *, strict: bool) -> dict[str, Any]:
+    """Decode a JSON object column; a lenient read shows a corrupt one as {}."""
+    text = row[column]
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        problem = f"is not valid JSON ({exc})"
+    else:
+        if isinstance(value, dict):
+            return value
+        problem = f"holds a JSON {type(value).__name__}, not an object"
+    if not strict:
+        return {}
+    raise CorruptPayloadError(
+        f"job {row['id']}: its {column} column {problem}: {str(text)[:80]!r}"
+    )
+
+
+def _record(row: JobRow, *, strict: bool = False) -> JobRecord:
+    """The record of a row; ``strict`` raises CorruptPayloadError on bad JSON.
+
+    Claims are strict (the job is about to run); lookups are lenient so that
+    one damaged row never breaks a status query or a queue listing.
+    """
     error_class = row["error_class"]
     return JobRecord(
         id=row["id"],
         workflow=row["workflow"],
-        arguments=json.loads(row["arguments"]),
+        arguments=_payload(row, "arguments", strict=strict),
         queue=row["queue"],
         priority=row["priority"],
         status=row["status"],
@@ -67,7 +107,7 @@ def _record(row: JobRow) -> JobRecord:
         if error_class is None
         else JobError(error_class, row["error_message"]),
         current_task=row["current_task"],
-        metadata=json.loads(row["metadata"]),
+        metadata=_payload(row, "metadata", strict=strict),
     )
 
 
@@ -107,7 +147,12 @@ class SqlBackend:
         self.tables: Tables = build_tables(table_prefix)
         self._sequence = Sequencer()
         self._q = Queries(self.tables, self._db.family, self._sequence)
+        self._hot = HotPath(self._q, self._db)
         self._clock = clock
+        # Workflow jobs this backend started for the first time (claimed with
+        # executions == 1, or started inline): they have no progress yet, so
+        # their first load_state needs no query. Sub-jobs read their parent.
+        self._fresh: set[str] = set()
 
     def __repr__(self) -> str:
         return (
@@ -206,6 +251,8 @@ class SqlBackend:
         row = self._row(job, str(uuid.uuid4()), self._sequence.take(now), now)
         row.update(status="claimed", claimed_by=worker_id, executions=1)
         self._db.transaction(lambda conn: self._q.insert_jobs(conn, [row], now))
+        if job.task_name is None:
+            self._fresh.add(row["id"])
         return JobRecord(
             id=row["id"],
             workflow=job.workflow,
@@ -236,33 +283,156 @@ class SqlBackend:
         def work(conn: Connection) -> list[JobRow]:
             return self._q.claim(conn, queues, worker_id, now, limit)
 
-        if self._db.family == "postgresql":
+        def hot(cursor: DBAPICursor) -> list[dict[str, Any]]:
+            return self._hot.claim(cursor, worker_id, now, limit)
+
+        rows: Sequence[JobRow]
+        if queues is None and self._hot.claim_all is not None:
+            postgresql = self._db.family == "postgresql"
+            # One statement on PostgreSQL: not retried after a lost
+            # connection, which may hide a claim that happened.
+            rows = self._db.raw(hot, transaction=not postgresql, idempotent=False)
+        elif self._db.family == "postgresql":
             # One statement (see Queries.claim); not retried after a lost
             # connection, which may hide a claim that happened.
             rows = self._db.statement(work, idempotent=False)
         else:
             rows = self._db.transaction(work)
+        return self._records(rows, now)
+
+    def _records(self, rows: Sequence[JobRow], now: float) -> list[JobRecord]:
+        """Claimed rows as records, in claim order; a corrupt one fails."""
         rows = sorted(rows, key=lambda row: (row["priority"], row["ready_seq"]))
-        return [_record(row) for row in rows]
+        records: list[JobRecord] = []
+        for row in rows:
+            try:
+                record = _record(row, strict=True)
+            except CorruptPayloadError as exc:
+                self._fail_corrupt(row["id"], exc, now)
+                continue
+            if record.executions == 1 and record.task_name is None:
+                self._fresh.add(record.id)
+            records.append(record)
+        return records
+
+    def _fail_corrupt(self, job_id: str, exc: CorruptPayloadError, now: float) -> None:
+        """A claimed job whose payload does not decode fails; the claim goes on."""
+        _log.error(
+            "job payload is corrupt; failing the job",
+            extra={
+                "event": "job.corrupt_payload",
+                "job_id": job_id,
+                "error_class": CORRUPT_PAYLOAD,
+                "error_message": str(exc),
+            },
+        )
+        self.fail(job_id, JobError(CORRUPT_PAYLOAD, str(exc)), now)
 
     def finish(self, job_id: str, now: float) -> None:
-        if self._db.family == "postgresql" and self._db.statement(
-            lambda conn: self._q.finish_claimed_unkeyed(conn, job_id, now)
+        self._fresh.discard(job_id)
+        postgresql = self._db.family == "postgresql"
+        if self._db.raw(
+            lambda cursor: self._hot.finish_claimed_unkeyed(cursor, job_id, now),
+            transaction=not postgresql,
         ):
             return
         self._db.transaction(lambda conn: self._q.settle(conn, job_id, "finished", now))
 
+    def finish_and_claim(
+        self,
+        job_ids: Sequence[str],
+        now: float,
+        queues: Sequence[str] | None,
+        worker_id: str,
+        limit: int = 1,
+    ) -> list[JobRecord]:
+        """``finish`` each of ``job_ids``, then ``claim(...)``: one round trip.
+
+        A worker reports the jobs its threads completed with the claim that
+        keeps them busy. On PostgreSQL that is one statement
+        (``Queries.finish_and_claim_statement``), on SQLite one transaction;
+        with a list of queues, or on MySQL, the separate calls. ``limit``
+        0 only finishes.
+        """
+        ids = list(job_ids)
+        for job_id in ids:
+            self._fresh.discard(job_id)
+        if queues is not None or self._hot.claim_all is None:
+            for job_id in ids:
+                self.finish(job_id, now)
+            return self.claim(queues, worker_id, now, limit) if limit else []
+        hot, postgresql = self._hot, self._db.family == "postgresql"
+        finished, rows = self._db.raw(
+            lambda cursor: hot.finish_and_claim(cursor, ids, worker_id, now, limit),
+            transaction=not postgresql,
+            idempotent=False,
+        )
+        if finished is None:
+            finished = self._finished_among(ids)
+        for job_id in ids:
+            if job_id not in finished:  # keyed: its slot goes to the next
+                self._settle_finished(job_id, now)
+        return self._records(rows, now)
+
+    def _settle_finished(self, job_id: str, now: float) -> None:
+        self._db.transaction(lambda conn: self._q.settle(conn, job_id, "finished", now))
+
+    def _finished_among(self, job_ids: Sequence[str]) -> set[str]:
+        jobs = self.tables.jobs
+        query = select(jobs.c.id).where(
+            jobs.c.id.in_(job_ids), jobs.c.status == "finished"
+        )
+        return set(self._db.statement(lambda conn: list(conn.scalars(query))))
+
     def fail(self, job_id: str, error: JobError, now: float) -> None:
+        self._fresh.discard(job_id)
         self._db.transaction(
             lambda conn: self._q.settle(conn, job_id, "failed", now, error)
         )
 
     def reschedule(self, job_id: str, run_at: float, now: float) -> None:
+        self._fresh.discard(job_id)
         self._db.transaction(lambda conn: self._q.reschedule(conn, job_id, run_at, now))
 
     def release_claimed(self, worker_id: str, now: float) -> list[str]:
         return self._db.transaction(
             lambda conn: self._q.release_claimed(conn, worker_id, now)
+        )
+
+    @property
+    def waits_for_jobs(self) -> bool:
+        """Whether :meth:`wait_for_jobs` can wait (not on MySQL, nor in memory)."""
+        return self._db.family == "postgresql" or (
+            self._db.family == "sqlite" and not self._db.is_memory
+        )
+
+    def wait_for_jobs(self, timeout: float) -> bool:
+        """Block until a job may have become ready, or ``timeout`` seconds.
+
+        True when woken early. PostgreSQL: a notification, which every
+        transaction that makes a job ready sends (``Queries._insert_ready``).
+        SQLite: any commit to the file (``Database.wait_for_change``).
+        Where not :attr:`waits_for_jobs`, it returns False at once.
+        """
+        if self._db.family == "postgresql":
+            return self._db.wait_for_notification(self._q.channel, timeout)
+        if self.waits_for_jobs:
+            return self._db.wait_for_change(timeout)
+        return False
+
+    def release_stale_claims(
+        self, worker_id: str, running: Collection[str], now: float
+    ) -> list[str]:
+        """Return ``worker_id``'s claimed jobs that it is not running to ready.
+
+        A worker calls this after the database failed it: a claim whose
+        reply was lost, or a job it could not settle, is still claimed under
+        its id, and nobody else would release it while the worker lives.
+        Jobs in ``running`` are left alone.
+        """
+        keep = frozenset(running)
+        return self._db.transaction(
+            lambda conn: self._q.release_claimed(conn, worker_id, now, keep=keep)
         )
 
     def dispatch_due(self, now: float) -> int:
@@ -290,6 +460,19 @@ class SqlBackend:
         rows = self._db.statement(lambda conn: conn.execute(query).all())
         return [_record(row._mapping) for row in rows]
 
+    def sub_job_progress(self, parent_id: str, task_name: str) -> SubJobProgress:
+        """One narrow read (status and id only) for a waiting parent's poll."""
+        jobs = self.tables.jobs
+        query = (
+            select(jobs.c.id, jobs.c.status)
+            .where(jobs.c.parent_id == parent_id, jobs.c.task_name == task_name)
+            .order_by(jobs.c.each_index, jobs.c.seq)
+        )
+        rows = self._db.statement(lambda conn: conn.execute(query).all())
+        failed = tuple(row.id for row in rows if row.status == "failed")
+        pending = sum(1 for row in rows if row.status not in ("finished", "failed"))
+        return SubJobProgress(len(rows), pending, failed)
+
     def jobs(self, queue: str | None = None) -> list[JobRecord]:
         jobs = self.tables.jobs
         query = select(jobs).order_by(jobs.c.seq, jobs.c.id)
@@ -301,21 +484,31 @@ class SqlBackend:
     # -- progress --
 
     def load_state(self, job_id: str, tasks: Collection[str] | None = None) -> JobState:
-        rows = self._db.statement(lambda conn: self._q.load_state(conn, job_id, tasks))
+        if tasks is None and job_id in self._fresh:
+            self._fresh.discard(job_id)
+            return JobState()
+        rows: Sequence[Sequence[Any]]
+        if tasks is None or self._hot.some_state is not None:
+            rows = self._db.raw(
+                lambda cursor: self._hot.load_state(cursor, job_id, tasks)
+            )
+        else:
+            rows = self._db.statement(
+                lambda conn: self._q.load_state(conn, job_id, tasks)
+            )
         state = JobState()
-        for row in rows:
-            if row.outcome is not None:
-                state.tasks[row.task_name] = row.outcome
-                if row.data is not None:
-                    state.sub_jobs[row.task_name] = json.loads(row.data)
-        for row in rows:
-            if row.outcome is not None:
+        for task, _, outcome, data in rows:
+            if outcome is not None:
+                state.tasks[task] = outcome
+                if data is not None:
+                    state.sub_jobs[task] = json.loads(data)
+        for task, index, outcome, data in rows:
+            if outcome is not None:
                 continue
-            if row.task_name not in state.tasks:
-                state.iterations.setdefault(row.task_name, set()).add(row.each_index)
-            if row.data is not None:
-                outputs = state.outputs.setdefault(row.task_name, {})
-                outputs[row.each_index] = json.loads(row.data)
+            if task not in state.tasks:
+                state.iterations.setdefault(task, set()).add(index)
+            if data is not None:
+                state.outputs.setdefault(task, {})[index] = json.loads(data)
         return state
 
     def record_iteration(
@@ -324,13 +517,29 @@ class SqlBackend:
         task_name: str,
         each_index: int,
         output: dict[str, Any] | None,
+        *,
+        task_outcome: TaskOutcome | None = None,
     ) -> None:
+        self._fresh.discard(job_id)
         data = None if output is None else _dumps(output)
-        self._db.statement(
-            lambda conn: self._q.record_iteration(
-                conn, job_id, task_name, each_index, data
+        hot = self._hot
+        if task_outcome is None:
+            self._db.raw(
+                lambda cursor: hot.iteration(
+                    cursor, job_id, task_name, each_index, data
+                ),
+                progress=True,
             )
-        )
+            return
+        outcome: str = task_outcome
+
+        def both(cursor: DBAPICursor) -> None:
+            hot.last_iteration(cursor, job_id, task_name, each_index, data, outcome)
+
+        if self._db.family == "postgresql":
+            self._db.raw(both, progress=True)  # one statement there
+        else:
+            self._db.raw(both, transaction=True)
 
     def record_task(
         self,
@@ -339,14 +548,17 @@ class SqlBackend:
         outcome: TaskOutcome,
         sub_job_ids: Sequence[str] = (),
     ) -> None:
+        self._fresh.discard(job_id)
         data = _dumps(list(sub_job_ids)) if sub_job_ids else None
-        self._db.statement(
-            lambda conn: self._q.record_task(conn, job_id, task_name, outcome, data)
+        self._db.raw(
+            lambda cursor: self._hot.task(cursor, job_id, task_name, outcome, data),
+            progress=True,
         )
 
     def set_current_task(self, job_id: str, task_name: str | None) -> None:
-        self._db.statement(
-            lambda conn: self._q.set_current_task(conn, job_id, task_name)
+        self._db.raw(
+            lambda cursor: self._hot.set_current(cursor, job_id, task_name),
+            progress=True,
         )
 
     # -- semaphores --

@@ -44,11 +44,13 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    any_,
     bindparam,
     cast,
     delete,
     func,
     insert,
+    literal_column,
     null,
     or_,
     select,
@@ -56,14 +58,15 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlalchemy.sql.dml import Update
 from sqlalchemy.sql.expression import BindParameter, Executable
 
-from job_workflow.backends._sql.database import Family
+from job_workflow.backends._sql.database import Database, Family, Prepared
 from job_workflow.backends._sql.schema import Tables
 from job_workflow.core.ports import TERMINAL_STATUSES, JobError
 
-__all__ = ["AnyRow", "JobRow", "Queries", "Sequencer"]
+__all__ = ["AnyRow", "HotPath", "JobRow", "Queries", "Sequencer"]
 
 AnyRow: TypeAlias = Row[*tuple[Any, ...]]
 # A job's columns by name (a RowMapping, or a dict built from one).
@@ -73,6 +76,8 @@ Values = dict[str, Any]
 
 # Bound the size of one IN (...) list: SQLite and psycopg cap parameters.
 CHUNK = 500
+# Claims of at most this many jobs get a statement of their own (Queries._pick).
+MAX_PREPARED_LIMIT = 32
 
 
 class Sequencer:
@@ -131,6 +136,12 @@ class Queries:
             replace=["outcome"],
             coalesce=["sub_job_ids"],
         )
+        self._record_done = self._record_done_statement()
+        # The channel workers LISTEN on: the ready table's name.
+        self.channel = t.ready.name
+        self._notify = (
+            select(func.pg_notify(self.channel, "")) if family == "postgresql" else None
+        )
         self._record_limit = self._upsert(
             t.semaphore_limits, ["key"], replace=["limit"]
         )
@@ -160,11 +171,15 @@ class Queries:
         self._load_state = self._state_query(only_some_tasks=False)
         self._load_some_state = self._state_query(only_some_tasks=True)
 
-    def _state_query(self, *, only_some_tasks: bool) -> CompoundSelect[Any]:
+    def _state_query(
+        self, *, only_some_tasks: bool, array: bool = False
+    ) -> CompoundSelect[Any]:
         """Finished tasks, then recorded iterations, of one job: one read.
 
         With ``only_some_tasks`` the iterations are limited to the expanding
-        parameter ``tasks`` (a sub-job skips its thousands of siblings).
+        parameter ``tasks`` (a sub-job skips its thousands of siblings); with
+        ``array`` too, to ``task_name = ANY(:tasks)`` (PostgreSQL), which can
+        be prepared.
         """
         tasks, iterations = self.t.job_tasks, self.t.job_iterations
         iterations_query = select(
@@ -173,7 +188,12 @@ class Queries:
             cast(null(), String(16)).label("outcome"),
             iterations.c.output.label("data"),
         ).where(iterations.c.job_id == bindparam("job_id"))
-        if only_some_tasks:
+        if only_some_tasks and array:
+            names = bindparam("tasks", type_=postgresql.ARRAY(String))
+            iterations_query = iterations_query.where(
+                iterations.c.task_name == any_(names)
+            )
+        elif only_some_tasks:
             iterations_query = iterations_query.where(
                 iterations.c.task_name.in_(bindparam("tasks", expanding=True))
             )
@@ -255,7 +275,7 @@ class Queries:
         for row in rows:
             by_status[row["status"]].append(row)
         if ready := by_status.get("ready"):
-            conn.execute(insert(t.ready), self._ready_rows(ready, now))
+            self._insert_ready(conn, self._ready_rows(ready, now))
         if scheduled := by_status.get("scheduled"):
             conn.execute(
                 insert(t.scheduled),
@@ -307,6 +327,17 @@ class Queries:
                     .where(self.t.jobs.c.id.in_(part))
                     .values(status=status)
                 )
+
+    def _insert_ready(self, conn: Connection, rows: list[Values]) -> None:
+        """Add ready executions; on PostgreSQL wake the listening workers.
+
+        ``pg_notify`` is delivered when the transaction commits, so a worker
+        waiting in :meth:`Database.wait_for_notification` claims at once
+        instead of at its next poll.
+        """
+        conn.execute(insert(self.t.ready), rows)
+        if self._notify is not None:
+            conn.execute(self._notify)
 
     def _ready_rows(
         self, jobs: Sequence[Mapping[Any, Any]], now: float
@@ -386,7 +417,7 @@ class Queries:
         ).first()
         if candidate is not None and active < candidate.concurrency_limit:
             conn.execute(delete(t.blocked).where(t.blocked.c.job_id == candidate.id))
-            conn.execute(insert(t.ready), self._ready_rows([candidate._mapping], now))
+            self._insert_ready(conn, self._ready_rows([candidate._mapping], now))
             conn.execute(
                 update(t.jobs).where(t.jobs.c.id == candidate.id).values(status="ready")
             )
@@ -395,18 +426,27 @@ class Queries:
 
     # -- claiming --
 
-    def _pick(self, *, some_queues: bool) -> Select[Any]:
+    def _pick(self, *, some_queues: bool, limit: int | None = None) -> Select[Any]:
         """SELECT the next ready executions, skipping rows others have locked.
 
-        Parameters: ``limit``, ``queues`` (with ``some_queues``) and, on
-        MySQL, ``paused``: a locking read there would also lock (and SKIP
-        LOCKED skip) the rows of a pauses subquery, so they are read first.
+        Parameters: ``limit`` (unless given here), ``queues`` (with
+        ``some_queues``) and, on MySQL, ``paused``: a locking read there
+        would also lock (and SKIP LOCKED skip) the rows of a pauses
+        subquery, so they are read first.
+
+        A ``limit`` written into the text matters on PostgreSQL: with
+        ``LIMIT $1`` the planner cannot trust a generic plan and plans the
+        whole claim again at every execution (about half of its cost); with
+        ``LIMIT 1`` a prepared claim is planned once.
         """
         ready = self.t.ready
+        count: ColumnElement[Any] = (
+            bindparam("limit") if limit is None else literal_column(str(int(limit)))
+        )
         pick = (
             select(ready.c.job_id, ready.c.seq)
             .order_by(ready.c.priority, ready.c.seq)
-            .limit(bindparam("limit"))
+            .limit(count)
             .with_for_update(skip_locked=True)
         )
         if some_queues:
@@ -415,7 +455,9 @@ class Queries:
             return pick.where(ready.c.queue.not_in(bindparam("paused", expanding=True)))
         return pick.where(ready.c.queue.not_in(select(self.t.pauses.c.queue)))
 
-    def _claim_in_one_statement(self, *, some_queues: bool) -> Update:
+    def _claim_in_one_statement(
+        self, *, some_queues: bool, limit: int | None = None
+    ) -> Update:
         """PostgreSQL: pick, move and mark in one statement (one round trip).
 
         WITH picked AS (SELECT job_id FROM ready ... FOR UPDATE SKIP LOCKED),
@@ -424,7 +466,7 @@ class Queries:
         UPDATE jobs SET status = 'claimed', ... FROM taken RETURNING jobs.*
         """
         t = self.t
-        picked = self._pick(some_queues=some_queues).cte("picked")
+        picked = self._pick(some_queues=some_queues, limit=limit).cte("picked")
         taken = (
             delete(t.ready)
             .where(t.ready.c.job_id.in_(select(picked.c.job_id)))
@@ -528,18 +570,67 @@ class Queries:
 
     # -- settling --
 
+    def claim_statement(self, limit: int) -> Executable:
+        """The claim of ``limit`` jobs of every queue, ``limit`` in its text."""
+        if self.family == "postgresql":
+            return self._claim_in_one_statement(some_queues=False, limit=limit)
+        return self._claim_all
+
+    def _finish_many(self) -> Update:
+        """PostgreSQL: the fast finish of :meth:`_finish_statements` for many.
+
+        WITH gone AS (DELETE FROM claimed WHERE job_id IN (SELECT id FROM jobs
+                        WHERE id = ANY(:job_ids) AND no concurrency key)
+                      RETURNING job_id)
+        UPDATE jobs SET status = 'finished', ... FROM gone RETURNING id
+
+        Both tables are reached through the ids (primary keys), so even the
+        generic plan PostgreSQL settles on for a prepared statement (with
+        the statistics of a young table) stays a handful of index probes.
+        """
+        jobs, claimed = self.t.jobs, self.t.claimed
+        job_ids = bindparam("job_ids", type_=postgresql.ARRAY(String))
+        unkeyed = select(jobs.c.id).where(jobs.c.id == any_(job_ids), _unkeyed(jobs))
+        gone = (
+            delete(claimed)
+            .where(claimed.c.job_id.in_(unkeyed))
+            .returning(claimed.c.job_id)
+            .cte("gone")
+        )
+        return (
+            update(jobs)
+            .where(jobs.c.id == gone.c.job_id)
+            .values(_FINISHED)
+            .returning(jobs.c.id)
+        )
+
+    def finish_many_statement(self) -> Update | None:
+        """PostgreSQL: finish the claimed, unkeyed jobs among ``job_ids``."""
+        return self._finish_many() if self.family == "postgresql" else None
+
+    def finish_and_claim_statement(self, limit: int) -> Update | None:
+        """PostgreSQL: finish jobs and claim the next ones, in one statement.
+
+        The finish of :meth:`_finish_many` becomes one more CTE of the claim
+        of :meth:`_claim_in_one_statement` (they touch different job rows: a
+        claimed job is in no ready execution), and every claimed row also
+        lists the jobs the finish settled (``finished``; the others need
+        :meth:`settle`). A worker reports the jobs its threads completed
+        with the claim that keeps them busy: one round trip, one commit.
+        """
+        if self.family != "postgresql":
+            return None
+        finished = self._finish_many().cte("finished")
+        settled = select(func.array_agg(finished.c.id)).scalar_subquery()
+        claim = self._claim_in_one_statement(some_queues=False, limit=limit)
+        return claim.add_cte(finished).returning(settled.label("finished"))
+
     def _finish_statements(self) -> None:
         t = self.t
         jobs, claimed = t.jobs, t.claimed
         job_id = bindparam("job_id", type_=String)
-        unkeyed = or_(
-            jobs.c.concurrency_key.is_(None), jobs.c.concurrency_limit.is_(None)
-        )
-        finished = {
-            "status": "finished",
-            "claimed_by": None,
-            "finished_at": bindparam("now", type_=Double),
-        }
+        unkeyed = _unkeyed(jobs)
+        finished = _FINISHED
         if self.family == "postgresql":
             # WITH gone AS (DELETE FROM claimed WHERE job_id = :job_id AND
             #               the job has no concurrency key RETURNING job_id)
@@ -607,6 +698,9 @@ class Queries:
                 finished_at=now,
                 error_class=None if error is None else error.error_class,
                 error_message=None if error is None else error.message,
+                # A finished job runs no task; a failed one keeps the task
+                # it failed in.
+                **({"current_task": None} if status == "finished" else {}),
             )
         )
         self._drop_execution(conn, job_id, row.status)
@@ -661,9 +755,17 @@ class Queries:
             self.release_slot(conn, row.concurrency_key, now)
 
     def release_claimed(
-        self, conn: Connection, worker_id: str, now: float
+        self,
+        conn: Connection,
+        worker_id: str,
+        now: float,
+        *,
+        keep: Collection[str] = (),
     ) -> list[str]:
-        """Return a worker's claimed jobs to ready (they keep their slots)."""
+        """Return a worker's claimed jobs, but those in ``keep``, to ready.
+
+        They keep their concurrency slots.
+        """
         t = self.t
         rows = conn.execute(
             select(t.jobs.c.id, t.jobs.c.queue, t.jobs.c.priority, t.jobs.c.seq)
@@ -672,6 +774,7 @@ class Queries:
             .order_by(t.jobs.c.seq, t.jobs.c.id)
             .with_for_update()
         ).all()
+        rows = [row for row in rows if row.id not in keep]
         ids = [row.id for row in rows]
         for part in chunks(ids):
             conn.execute(delete(t.claimed).where(t.claimed.c.job_id.in_(part)))
@@ -681,9 +784,7 @@ class Queries:
                 .values(status="ready", claimed_by=None)
             )
         if rows:
-            conn.execute(
-                insert(t.ready), self._ready_rows([r._mapping for r in rows], now)
-            )
+            self._insert_ready(conn, self._ready_rows([r._mapping for r in rows], now))
         return ids
 
     def dispatch_due(self, conn: Connection, now: float) -> int:
@@ -800,6 +901,75 @@ class Queries:
                 "task_name": task_name,
                 "each_index": each_index,
                 "output": output,
+            },
+        )
+
+    def _record_done_statement(self) -> Insert | None:
+        """PostgreSQL: a task's last iteration and the task, in one statement.
+
+        WITH recorded AS (INSERT INTO job_iterations ... ON CONFLICT DO UPDATE
+                          SET output = coalesce(new, old) RETURNING job_id)
+        INSERT INTO job_tasks ... ON CONFLICT DO UPDATE SET outcome = new
+        """
+        if self.family != "postgresql":
+            return None
+        iterations, tasks = self.t.job_iterations, self.t.job_tasks
+        job_id = bindparam("p_job_id", type_=String)
+        task_name = bindparam("p_task_name", type_=String)
+        iteration = postgresql.insert(iterations).values(
+            job_id=job_id,
+            task_name=task_name,
+            each_index=bindparam("p_each_index", type_=Integer),
+            output=bindparam("p_output", type_=String),
+        )
+        recorded = (
+            iteration.on_conflict_do_update(
+                index_elements=["job_id", "task_name", "each_index"],
+                set_={
+                    "output": func.coalesce(
+                        iteration.excluded.output, iterations.c.output
+                    )
+                },
+            )
+            .returning(iterations.c.job_id)
+            .cte("recorded")
+        )
+        task = postgresql.insert(tasks).values(
+            job_id=job_id,
+            task_name=task_name,
+            outcome=bindparam("p_outcome", type_=String),
+            sub_job_ids=null(),
+        )
+        return task.on_conflict_do_update(
+            index_elements=["job_id", "task_name"],
+            set_={"outcome": task.excluded.outcome},
+        ).add_cte(recorded)
+
+    def record_last_iteration(
+        self,
+        conn: Connection,
+        job_id: str,
+        task_name: str,
+        each_index: int,
+        output: str | None,
+        outcome: str,
+    ) -> None:
+        """record_iteration and record_task together: one statement on PostgreSQL.
+
+        Elsewhere two statements, which the caller runs in one transaction.
+        """
+        if self._record_done is None:
+            self.record_iteration(conn, job_id, task_name, each_index, output)
+            self.record_task(conn, job_id, task_name, outcome, None)
+            return
+        conn.execute(
+            self._record_done,
+            {
+                "p_job_id": job_id,
+                "p_task_name": task_name,
+                "p_each_index": each_index,
+                "p_output": output,
+                "p_outcome": outcome,
             },
         )
 
@@ -923,6 +1093,232 @@ class Queries:
             self._claim_recurring_run, {"job_id": job_id, "key": key, "run_at": run_at}
         )
         return result.rowcount == 1
+
+
+class HotPath:
+    """The statements a worker runs for every job, prepared once.
+
+    The same Core statements as above (their locking explained there),
+    compiled once and run on a DBAPI cursor (:meth:`Database.raw`), which
+    costs a fraction of the CPU of ``Connection.execute``. Every method takes
+    the cursor of a transaction or single statement the caller opened.
+    ``claim_all`` is None on MySQL, whose claim reads the paused queues
+    first (an ``IN`` list, which cannot be prepared).
+    """
+
+    def __init__(self, queries: Queries, db: Database) -> None:
+        t, q = queries.t, queries
+        self.family = q.family
+        self.set_current_task = db.prepare(q._set_current_task)
+        self.record_iteration = db.prepare(
+            q._record_iteration, ["job_id", "task_name", "each_index", "output"]
+        )
+        self.record_task = db.prepare(
+            q._record_task, ["job_id", "task_name", "outcome", "sub_job_ids"]
+        )
+        self.record_done = (
+            None if q._record_done is None else db.prepare(q._record_done)
+        )
+        self.finish = db.prepare(q._finish_fast)
+        self.unclaim = db.prepare(
+            delete(t.claimed).where(t.claimed.c.job_id == bindparam("job_id"))
+        )
+        self._queries, self._db = q, db
+        self.claim_all: Prepared | None = None
+        if self.family != "mysql":
+            self.claim_all = db.prepare(q._claim_all)
+        # Claims with their limit in the text (see Queries._pick), per limit.
+        self._claims: dict[int, Prepared] = {}
+        self._finish_and_claims: dict[int, Prepared] = {}
+        many = q.finish_many_statement()
+        self.finish_many = None if many is None else db.prepare(many)
+        self.state = db.prepare(q._load_state)
+        self.some_state = (
+            db.prepare(q._state_query(only_some_tasks=True, array=True))
+            if self.family == "postgresql"
+            else None
+        )
+        job_id = bindparam("job_id", type_=String)
+        self.unready = db.prepare(delete(t.ready).where(t.ready.c.job_id == job_id))
+        self.add_claimed = db.prepare(
+            insert(t.claimed), ["job_id", "worker_id", "created_at"]
+        )
+        self.mark_claimed = db.prepare(
+            update(t.jobs)
+            .where(t.jobs.c.id == job_id)
+            .values(
+                status="claimed",
+                claimed_by=bindparam("worker_id"),
+                executions=t.jobs.c.executions + 1,
+            )
+        )
+
+    def set_current(
+        self, cursor: DBAPICursor, job_id: str, task_name: str | None
+    ) -> None:
+        self.set_current_task.run(cursor, {"job_id": job_id, "current": task_name})
+
+    def iteration(
+        self,
+        cursor: DBAPICursor,
+        job_id: str,
+        task_name: str,
+        each_index: int,
+        output: str | None,
+    ) -> None:
+        values = {
+            "job_id": job_id,
+            "task_name": task_name,
+            "each_index": each_index,
+            "output": output,
+        }
+        self.record_iteration.run(cursor, values)
+
+    def task(
+        self,
+        cursor: DBAPICursor,
+        job_id: str,
+        task_name: str,
+        outcome: str,
+        sub_job_ids: str | None,
+    ) -> None:
+        values = {
+            "job_id": job_id,
+            "task_name": task_name,
+            "outcome": outcome,
+            "sub_job_ids": sub_job_ids,
+        }
+        self.record_task.run(cursor, values)
+
+    def last_iteration(
+        self,
+        cursor: DBAPICursor,
+        job_id: str,
+        task_name: str,
+        each_index: int,
+        output: str | None,
+        outcome: str,
+    ) -> None:
+        """The iteration and its task: one statement on PostgreSQL, else two."""
+        if self.record_done is None:
+            self.iteration(cursor, job_id, task_name, each_index, output)
+            self.task(cursor, job_id, task_name, outcome, None)
+            return
+        values = {
+            "p_job_id": job_id,
+            "p_task_name": task_name,
+            "p_each_index": each_index,
+            "p_output": output,
+            "p_outcome": outcome,
+        }
+        self.record_done.run(cursor, values)
+
+    def finish_claimed_unkeyed(
+        self, cursor: DBAPICursor, job_id: str, now: float
+    ) -> bool:
+        """See :meth:`Queries.finish_claimed_unkeyed`; a transaction elsewhere."""
+        values = {"job_id": job_id, "now": now}
+        if self.family == "postgresql":
+            return self.finish.run(cursor, values).fetchone() is not None
+        if self.finish.run(cursor, values).rowcount != 1:
+            return False
+        self.unclaim.run(cursor, values)
+        return True
+
+    def claim(
+        self, cursor: DBAPICursor, worker_id: str, now: float, limit: int
+    ) -> list[dict[str, Any]]:
+        """See :meth:`Queries.claim` (every queue); a transaction but on PostgreSQL."""
+        values = {"limit": limit, "worker_id": worker_id, "now": now}
+        rows = _dicts(self._claim(limit).run(cursor, values))
+        if self.family == "postgresql" or not rows:
+            return rows
+        for row in rows:
+            self.unready.run(cursor, {"job_id": row["id"]})
+            values = {"job_id": row["id"], "worker_id": worker_id, "created_at": now}
+            self.add_claimed.run(cursor, values)
+            self.mark_claimed.run(cursor, {"job_id": row["id"], "worker_id": worker_id})
+            row.update(
+                status="claimed", claimed_by=worker_id, executions=row["executions"] + 1
+            )
+        return rows
+
+    def finish_and_claim(
+        self,
+        cursor: DBAPICursor,
+        job_ids: Sequence[str],
+        worker_id: str,
+        now: float,
+        limit: int,
+    ) -> tuple[set[str] | None, list[dict[str, Any]]]:
+        """Finish ``job_ids`` the fast way and claim up to ``limit`` jobs.
+
+        Returns the ids the fast finish settled (None: unknown, as nothing
+        was claimed) and the claimed rows. One statement on PostgreSQL;
+        elsewhere the steps, in the caller's transaction.
+        """
+        if self.family != "postgresql":
+            finished = {
+                job_id
+                for job_id in job_ids
+                if self.finish_claimed_unkeyed(cursor, job_id, now)
+            }
+            claimed = self.claim(cursor, worker_id, now, limit) if limit else []
+            return finished, claimed
+        values = {"job_ids": list(job_ids), "worker_id": worker_id, "now": now}
+        if not limit:
+            assert self.finish_many is not None
+            done = self.finish_many.run(cursor, values).fetchall()
+            return {row[0] for row in done}, []
+        rows = _dicts(self._finish_and_claim(limit).run(cursor, values))
+        if not rows:
+            return None, []
+        return set(rows[0]["finished"] or ()), rows
+
+    def load_state(
+        self, cursor: DBAPICursor, job_id: str, tasks: Collection[str] | None
+    ) -> list[tuple[Any, ...]]:
+        """See :meth:`Queries.load_state`: (task, each_index, outcome, data)."""
+        if tasks is None:
+            return list(self.state.run(cursor, {"job_id": job_id}).fetchall())
+        assert self.some_state is not None, "only PostgreSQL has it"
+        values = {"job_id": job_id, "tasks": list(tasks)}
+        return list(self.some_state.run(cursor, values).fetchall())
+
+    def _claim(self, limit: int) -> Prepared:
+        assert self.claim_all is not None, "MySQL claims through Queries.claim"
+        if self.family != "postgresql" or limit > MAX_PREPARED_LIMIT:
+            return self.claim_all
+        if limit not in self._claims:
+            statement = self._queries.claim_statement(limit)
+            self._claims[limit] = self._db.prepare(statement)
+        return self._claims[limit]
+
+    def _finish_and_claim(self, limit: int) -> Prepared:
+        if limit not in self._finish_and_claims:
+            statement = self._queries.finish_and_claim_statement(limit)
+            assert statement is not None
+            self._finish_and_claims[limit] = self._db.prepare(statement)
+        return self._finish_and_claims[limit]
+
+
+def _dicts(cursor: DBAPICursor) -> list[dict[str, Any]]:
+    names = [column[0] for column in cursor.description or ()]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _unkeyed(jobs: Table) -> ColumnElement[bool]:
+    """A job is limited only when it has both a concurrency key and a limit."""
+    return or_(jobs.c.concurrency_key.is_(None), jobs.c.concurrency_limit.is_(None))
+
+
+# What finishing sets on a job row (``now`` is a parameter).
+_FINISHED: dict[str, Any] = {
+    "status": "finished",
+    "claimed_by": None,
+    "current_task": None,
+    "finished_at": bindparam("now", type_=Double),
+}
 
 
 def _error_json(error: JobError) -> str:
