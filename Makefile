@@ -36,7 +36,7 @@ test: install graphviz lint typecheck
 	  | tail -n 1 | sed 's/^TOTAL/core line coverage (must be >= 90%):/'
 
 demo: install graphviz
-	$(BIN)/python examples/demo.py
+	$(BIN)/job-workflow demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .hypothesis

@@ -67,6 +67,34 @@ def _count(text: str) -> int:
     return value
 
 
+# -- demo --
+
+
+def register_demo(commands: Any) -> None:
+    parser = commands.add_parser(
+        "demo",
+        help="draw, dry-run, simulate and run the example workflow on SQLite",
+        description=(
+            "Show the whole product on one example workflow: its graph, a dry "
+            "run, a simulation over many seeds with faults, and a real run on "
+            "SQLite with a supervisor and two worker processes."
+        ),
+        epilog=_examples("job-workflow demo", "job-workflow demo --out /tmp/demo"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--out", default="out/demo", help="where files go")
+    parser.set_defaults(handler=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from job_workflow._demo import main as run_demo
+
+    run_demo(Path(args.out))
+    return EXIT_OK
+
+
 # -- worker --
 
 
@@ -104,6 +132,15 @@ def register_worker(commands: Any) -> None:
     )
     parser.add_argument("--alive-threshold", type=_positive, default=DEFAULT_ALIVE)
     parser.add_argument("--polling-interval", type=_positive, default=0.1)
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="level of the job_workflow logger on stderr (default: INFO)",
+    )
+    parser.add_argument(
+        "--log-json", action="store_true", help="log one JSON object per line"
+    )
     parser.set_defaults(handler=_worker)
 
 
@@ -114,6 +151,7 @@ def _worker(args: argparse.Namespace) -> int:
         import_workflows,
     )
 
+    _configure_logging(args.log_level, json_lines=args.log_json)
     modules = tuple(m for item in args.imports for m in item.split(",") if m)
     _import_modules(modules, import_workflows)
     backend = _backend(args)
@@ -135,6 +173,24 @@ def _worker(args: argparse.Namespace) -> int:
         backend.close()
 
 
+def _configure_logging(level: str, *, json_lines: bool) -> None:
+    """The worker is an application: it may add a handler; the library never does."""
+    import logging
+
+    from job_workflow.logging import JsonFormatter, LogSubscriber
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter()
+        if json_lines
+        else logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    )
+    logger = logging.getLogger("job_workflow")
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    LogSubscriber.subscribe()
+
+
 def _import_modules(modules: tuple[str, ...], importer: Any) -> None:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
@@ -148,7 +204,7 @@ def _import_modules(modules: tuple[str, ...], importer: Any) -> None:
             ) from exc
         except Exception as exc:
             raise CommandError(
-                f"importing {module!r} failed: {type(exc).__name__}: {_one_line(exc)}"
+                f"importing {module!r} failed: {_one_line(exc)}"
             ) from exc
 
 

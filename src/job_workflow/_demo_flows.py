@@ -1,4 +1,4 @@
-"""The example workflow of the demo: a small order-report pipeline.
+"""The workflow of ``job-workflow demo`` and ``make demo``: an order report.
 
 It fans out one sub-job per region (at most three at once), calls a flaky
 "pricing service" behind a shared throttle with retries, waits for every

@@ -368,6 +368,7 @@ def _operations() -> dict[str, Registrar]:
     from job_workflow import _cli_ops
 
     return {
+        "demo": _cli_ops.register_demo,
         "worker": _cli_ops.register_worker,
         "db": _cli_ops.register_db,
         "status": _cli_ops.register_status,
@@ -393,4 +394,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # ``python -m job_workflow.cli`` runs this file as ``__main__``, a second
+    # copy of the module: the commands raise ``job_workflow.cli.CommandError``,
+    # which this copy's ``main`` would not recognise. Run the real one.
+    from job_workflow.cli import main as _main
+
+    raise SystemExit(_main())
