@@ -32,8 +32,11 @@ typecheck: install
 
 test: install graphviz lint typecheck
 	$(BIN)/coverage run -m pytest tests
-	$(BIN)/coverage report --include='src/job_workflow/core/*' --fail-under=90 \
-	  | tail -n 1 | sed 's/^TOTAL/core line coverage (must be >= 90%):/'
+	@$(BIN)/coverage report --include='src/job_workflow/core/*' --fail-under=90 \
+	  > .coverage-core.txt; status=$$?; \
+	  grep '^TOTAL' .coverage-core.txt \
+	  | sed 's/^TOTAL */core line coverage (fails under 90%): /'; \
+	  rm -f .coverage-core.txt; exit $$status
 
 demo: install graphviz
 	$(BIN)/job-workflow demo
