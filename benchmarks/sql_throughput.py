@@ -80,9 +80,9 @@ class Map(Workflow):
     @task(
         depends_on=["work"],
         dependency_wait={
-            "poll_timeout": 1,
-            "poll_interval": 0.1,
-            "reschedule_delay": 0.1,
+            "poll_timeout": 0.5,
+            "poll_interval": 0.5,
+            "reschedule_delay": 0.5,
         },
         output={"count": int},
     )

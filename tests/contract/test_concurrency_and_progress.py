@@ -126,7 +126,8 @@ def test_load_state_can_be_limited_to_some_tasks(backend: QueueBackend) -> None:
     assert state.outputs == {"b": {0: {"y": 2}}}
     assert state.iterations == {"b": {0, 1}}
     assert state.tasks == {"fan": "enqueued"}
-    assert state.sub_jobs == {"fan": ["s1"]}
+    assert state.sub_jobs == {}  # a map's id list is long: only when asked
+    assert backend.load_state(job_id, ["fan"]).sub_jobs == {"fan": ["s1"]}
     nothing = backend.load_state(job_id, [])
     assert (nothing.outputs, nothing.iterations) == ({}, {})
     assert nothing.tasks == {"fan": "enqueued"}

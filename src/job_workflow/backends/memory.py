@@ -377,7 +377,11 @@ class MemoryBackend:
                     for task, by_index in state.outputs.items()
                     if wanted is None or task in wanted
                 },
-                sub_jobs={k: list(v) for k, v in state.sub_jobs.items()},
+                sub_jobs={
+                    k: list(v)
+                    for k, v in state.sub_jobs.items()
+                    if wanted is None or k in wanted
+                },
             )
 
     def record_iteration(

@@ -152,9 +152,10 @@ class QueueBackend(Protocol):
     ``release_claimed`` returns a dead worker's jobs to the queue;
     ``dispatch_due`` makes due scheduled jobs ready and expires semaphore
     leases; ``next_due_time`` tells a driver when that will next matter.
-    Progress: ``load_state`` (``tasks`` limits the outputs and iterations
-    returned to those tasks, so a sub-job reading its parent does not copy
-    the outputs of its thousands of siblings) / ``record_iteration`` /
+    Progress: ``load_state`` (``tasks`` limits the outputs, iterations and
+    sub-job ids returned to those tasks, so a sub-job reading its parent
+    does not copy the outputs, nor the id list, of its thousands of
+    siblings; every task's outcome comes back) / ``record_iteration`` /
     ``record_task`` / ``set_current_task`` (``record_iteration`` with
     ``task_outcome`` also records the task, in the same write: the runner's
     last iteration of a task; ``finish`` clears the current task);

@@ -43,6 +43,8 @@ __all__ = ["CorruptPayloadError", "SqlBackend"]
 _log = logging.getLogger("job_workflow")
 
 _PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,29}")
+# load_state of at most this many tasks runs a statement prepared for it.
+MAX_PREPARED_TASKS = 16
 
 
 def _dumps(value: Any) -> str:
@@ -312,6 +314,8 @@ class SqlBackend:
                 continue
             if record.executions == 1 and record.task_name is None:
                 self._fresh.add(record.id)
+            else:
+                self._fresh.discard(record.id)
             records.append(record)
         return records
 
@@ -365,6 +369,7 @@ class SqlBackend:
         finished, rows = self._db.raw(
             lambda cursor: hot.finish_and_claim(cursor, ids, worker_id, now, limit),
             transaction=not postgresql,
+            custom_plans=True,
             idempotent=False,
         )
         if finished is None:
@@ -395,9 +400,11 @@ class SqlBackend:
         self._db.transaction(lambda conn: self._q.reschedule(conn, job_id, run_at, now))
 
     def release_claimed(self, worker_id: str, now: float) -> list[str]:
-        return self._db.transaction(
+        released = self._db.transaction(
             lambda conn: self._q.release_claimed(conn, worker_id, now)
         )
+        self._fresh.difference_update(released)
+        return released
 
     @property
     def waits_for_jobs(self) -> bool:
@@ -431,9 +438,11 @@ class SqlBackend:
         Jobs in ``running`` are left alone.
         """
         keep = frozenset(running)
-        return self._db.transaction(
+        released = self._db.transaction(
             lambda conn: self._q.release_claimed(conn, worker_id, now, keep=keep)
         )
+        self._fresh.difference_update(released)
+        return released
 
     def dispatch_due(self, now: float) -> int:
         return self._db.transaction(lambda conn: self._q.dispatch_due(conn, now))
@@ -488,7 +497,7 @@ class SqlBackend:
             self._fresh.discard(job_id)
             return JobState()
         rows: Sequence[Sequence[Any]]
-        if tasks is None or self._hot.some_state is not None:
+        if tasks is None or len(tasks) <= MAX_PREPARED_TASKS:
             rows = self._db.raw(
                 lambda cursor: self._hot.load_state(cursor, job_id, tasks)
             )
@@ -497,10 +506,11 @@ class SqlBackend:
                 lambda conn: self._q.load_state(conn, job_id, tasks)
             )
         state = JobState()
+        wanted = None if tasks is None else set(tasks)
         for task, _, outcome, data in rows:
             if outcome is not None:
                 state.tasks[task] = outcome
-                if data is not None:
+                if data is not None and (wanted is None or task in wanted):
                     state.sub_jobs[task] = json.loads(data)
         for task, index, outcome, data in rows:
             if outcome is not None:
