@@ -114,3 +114,17 @@ class Single(Workflow):
         time.sleep(ctx.arguments.delay)
         note(ctx.arguments.log, "end", ctx.arguments.tag, os.getpid())
         return {"tag": ctx.arguments.tag}
+
+
+class Boom(Workflow):
+    """A first task that passes, a second that raises."""
+
+    name = "worker_flows.Boom"
+
+    @task()
+    def fine(self, ctx):
+        return None
+
+    @task(depends_on=["fine"])
+    def explode(self, ctx):
+        raise RuntimeError("boom on purpose")

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from _worker_flows import FanOut, Single, Throttled
+from _worker_flows import Boom, FanOut, Single, Throttled
 from sqlalchemy import create_engine, update
 from sqlalchemy.engine import make_url
 
@@ -339,6 +339,34 @@ def test_a_corrupt_payload_fails_its_job_and_the_worker_goes_on(fleet: Fleet) ->
     ran = [line[:2] for line in lines(Path(log))]
     assert ran == [["start", "fine"], ["end", "fine"]]
     assert worker_pids(backend) == serving, "no worker process died or restarted"
+
+
+def test_the_current_task_shows_while_it_runs_and_stays_on_failure(
+    fleet: Fleet,
+) -> None:
+    backend, log = fleet.backend, fleet.directory / "current.log"
+    slow = Single.set(backend=backend).perform_later(
+        tag="slow", log=str(log), delay=1.0
+    )
+
+    def shown() -> bool:
+        status = WorkflowStatus.find(slow.job_id, backend=backend)
+        return status.is_running and status.current_task_name == "only"
+
+    wait_for(shown, TIMEOUT, "the running task to show as the current one")
+    boom = Boom.set(backend=backend).perform_later()
+    statuses = wait_for_workflows(backend, [slow.job_id, boom.job_id], fleet.worker)
+    assert [s.status for s in statuses] == ["succeeded", "failed"]
+    failed = backend.get_job(boom.job_id)
+    assert failed is not None
+    assert failed.error is not None
+    assert (failed.error.error_class, failed.current_task) == (
+        "RuntimeError",
+        "explode",
+    )
+    finished = backend.get_job(slow.job_id)
+    assert finished is not None
+    assert finished.current_task is None
 
 
 # -- crashes and stops: a supervisor of their own --

@@ -92,6 +92,10 @@ class SupervisedBackend(QueueBackend, Protocol):
     @property
     def waits_for_jobs(self) -> bool: ...
 
+    def defer_current_tasks(self, wake: Callable[[], None]) -> None: ...
+
+    def has_deferred_current_tasks(self) -> bool: ...
+
     def wait_for_jobs(self, timeout: float) -> bool: ...
 
     def deregister_process(self, process_id: str, now: float) -> list[str]: ...
@@ -192,6 +196,7 @@ class WorkerProcess:
 
     def run(self, backend: SupervisedBackend) -> int:
         self._register(backend)
+        backend.defer_current_tasks(self._thread_done.set)
         heartbeat = threading.Thread(
             target=self._heartbeat, args=(backend,), name="jw-heartbeat", daemon=True
         )
@@ -268,11 +273,12 @@ class WorkerProcess:
         """Report finished jobs and claim ``want``; how many were claimed."""
         with self._lock:
             finished, self._finished = self._finished, []
-        if not finished and not want:
+        current = backend.has_deferred_current_tasks()
+        if not finished and not want and not current:
             return 0
         now = self.clock.now()
         try:
-            if finished:
+            if finished or current:
                 jobs = backend.finish_and_claim(
                     finished, now, self._queues(), self.process_id, want
                 )

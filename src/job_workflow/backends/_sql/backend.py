@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, select, update
@@ -155,6 +156,14 @@ class SqlBackend:
         # executions == 1, or started inline): they have no progress yet, so
         # their first load_state needs no query. Sub-jobs read their parent.
         self._fresh: set[str] = set()
+        # Current tasks held for the next finish_and_claim (see
+        # defer_current_tasks): job id -> task.
+        self._current: dict[str, str | None] = {}
+        self._current_lock = threading.Lock()
+        # Held by a statement carrying current tasks, and by fail and
+        # reschedule: a job's held task is written after any older one.
+        self._current_flush = threading.Lock()
+        self._wake: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -334,6 +343,7 @@ class SqlBackend:
 
     def finish(self, job_id: str, now: float) -> None:
         self._fresh.discard(job_id)
+        self._held_current(job_id)  # a finished job runs no task
         postgresql = self._db.family == "postgresql"
         if self._db.raw(
             lambda cursor: self._hot.finish_claimed_unkeyed(cursor, job_id, now),
@@ -358,20 +368,41 @@ class SqlBackend:
         with a list of queues, or on MySQL, the separate calls. ``limit``
         0 only finishes.
         """
+        with self._current_flush:
+            return self._finish_and_claim(job_ids, now, queues, worker_id, limit)
+
+    def _finish_and_claim(
+        self,
+        job_ids: Sequence[str],
+        now: float,
+        queues: Sequence[str] | None,
+        worker_id: str,
+        limit: int,
+    ) -> list[JobRecord]:
         ids = list(job_ids)
         for job_id in ids:
             self._fresh.discard(job_id)
+        current = self._take_current(ids)
         if queues is not None or self._hot.claim_all is None:
+            for job_id, task_name in current.items():
+                self._write_current(job_id, task_name)
             for job_id in ids:
                 self.finish(job_id, now)
             return self.claim(queues, worker_id, now, limit) if limit else []
         hot, postgresql = self._hot, self._db.family == "postgresql"
-        finished, rows = self._db.raw(
-            lambda cursor: hot.finish_and_claim(cursor, ids, worker_id, now, limit),
-            transaction=not postgresql,
-            custom_plans=True,
-            idempotent=False,
-        )
+        try:
+            finished, rows = self._db.raw(
+                lambda cursor: hot.finish_and_claim(
+                    cursor, ids, worker_id, now, limit, current
+                ),
+                transaction=not postgresql,
+                custom_plans=True,
+                idempotent=False,
+            )
+        except Exception:
+            with self._current_lock:  # for the next attempt; newer ones win
+                self._current = {**current, **self._current}
+            raise
         if finished is None:
             finished = self._finished_among(ids)
         for job_id in ids:
@@ -391,13 +422,27 @@ class SqlBackend:
 
     def fail(self, job_id: str, error: JobError, now: float) -> None:
         self._fresh.discard(job_id)
-        self._db.transaction(
-            lambda conn: self._q.settle(conn, job_id, "failed", now, error)
-        )
+        with self._current_flush:
+            held, task_name = self._held_current(job_id)
+
+            def work(conn: Connection) -> None:
+                if held:
+                    self._q.set_current_task(conn, job_id, task_name)
+                self._q.settle(conn, job_id, "failed", now, error)
+
+            self._db.transaction(work)
 
     def reschedule(self, job_id: str, run_at: float, now: float) -> None:
         self._fresh.discard(job_id)
-        self._db.transaction(lambda conn: self._q.reschedule(conn, job_id, run_at, now))
+        with self._current_flush:
+            held, task_name = self._held_current(job_id)
+
+            def work(conn: Connection) -> None:
+                if held:
+                    self._q.set_current_task(conn, job_id, task_name)
+                self._q.reschedule(conn, job_id, run_at, now)
+
+            self._db.transaction(work)
 
     def release_claimed(self, worker_id: str, now: float) -> list[str]:
         released = self._db.transaction(
@@ -566,10 +611,51 @@ class SqlBackend:
         )
 
     def set_current_task(self, job_id: str, task_name: str | None) -> None:
+        if self._wake is not None:
+            with self._current_lock:
+                self._current[job_id] = task_name
+            self._wake()
+            return
+        self._write_current(job_id, task_name)
+
+    def _write_current(self, job_id: str, task_name: str | None) -> None:
         self._db.raw(
             lambda cursor: self._hot.set_current(cursor, job_id, task_name),
             progress=True,
         )
+
+    def defer_current_tasks(self, wake: Callable[[], None]) -> None:
+        """Hold ``set_current_task`` writes for the next ``finish_and_claim``.
+
+        For worker processes: their loop sends every held current task with
+        its next round trip (one statement for all instead of one per task
+        run, which is a third of a small job's cost), and ``wake`` asks it
+        for that round trip soon. A job's current task thus reaches the
+        database a round trip later (milliseconds). Finishing a job drops
+        its held task (a finished job has none); failing or rescheduling it
+        writes the held task first, in the same transaction, and after any
+        statement already on its way with an older one (``_current_flush``),
+        so a failed job shows the task it failed in.
+        """
+        self._wake = wake
+
+    def has_deferred_current_tasks(self) -> bool:
+        with self._current_lock:
+            return bool(self._current)
+
+    def _take_current(self, finishing: Collection[str] = ()) -> dict[str, str | None]:
+        """Every held current task, but those of jobs about to finish."""
+        with self._current_lock:
+            current, self._current = self._current, {}
+        for job_id in finishing:
+            current.pop(job_id, None)
+        return current
+
+    def _held_current(self, job_id: str) -> tuple[bool, str | None]:
+        with self._current_lock:
+            if job_id not in self._current:
+                return False, None
+            return True, self._current.pop(job_id)
 
     # -- semaphores --
 

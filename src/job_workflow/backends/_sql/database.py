@@ -340,10 +340,6 @@ class Database:
         """
         return self._run(self._single, work, retry_lost_connection=idempotent)
 
-    def progress(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work``, one idempotent progress write (see _progress_engine)."""
-        return self._run(self._progress, work, retry_lost_connection=True)
-
     # -- the hot path: prepared text on the driver's cursor --
 
     def prepare(

@@ -631,9 +631,38 @@ class Queries:
             .returning(jobs.c.id)
         )
 
+    def _set_current_tasks(self) -> Update:
+        """PostgreSQL: the current task of many claimed jobs, from two arrays.
+
+        UPDATE jobs SET current_task = v.task
+        FROM unnest(:current_ids, :current_tasks) AS v(id, task)
+        WHERE jobs.id = v.id AND jobs.status = 'claimed'
+        """
+        jobs = self.t.jobs
+        pairs = (
+            func.unnest(
+                bindparam("current_ids", type_=postgresql.ARRAY(String)),
+                bindparam("current_tasks", type_=postgresql.ARRAY(String)),
+            )
+            .table_valued("id", "task")
+            .render_derived(name="v")
+        )
+        return (
+            update(jobs)
+            .where(jobs.c.id == pairs.c.id, jobs.c.status == "claimed")
+            .values(current_task=pairs.c.task)
+            .returning(jobs.c.id)
+        )
+
     def finish_many_statement(self) -> Update | None:
-        """PostgreSQL: finish the claimed, unkeyed jobs among ``job_ids``."""
-        return self._finish_many() if self.family == "postgresql" else None
+        """PostgreSQL: finish the claimed, unkeyed jobs among ``job_ids``.
+
+        With the current tasks of :meth:`_set_current_tasks` (jobs not
+        among them) as a CTE.
+        """
+        if self.family != "postgresql":
+            return None
+        return self._finish_many().add_cte(self._set_current_tasks().cte("current"))
 
     def finish_and_claim_statement(self, limit: int) -> Update | None:
         """PostgreSQL: finish jobs and claim the next ones, in one statement.
@@ -648,9 +677,10 @@ class Queries:
         if self.family != "postgresql":
             return None
         finished = self._finish_many().cte("finished")
+        current = self._set_current_tasks().cte("current")
         settled = select(func.array_agg(finished.c.id)).scalar_subquery()
         claim = self._claim_in_one_statement(some_queues=False, limit=limit)
-        return claim.add_cte(finished).returning(settled.label("finished"))
+        return claim.add_cte(finished, current).returning(settled.label("finished"))
 
     def _finish_statements(self) -> None:
         t = self.t
@@ -682,20 +712,6 @@ class Queries:
             .values(finished)
         )
         self._unclaim = delete(claimed).where(claimed.c.job_id == job_id)
-
-    def finish_claimed_unkeyed(self, conn: Connection, job_id: str, now: float) -> bool:
-        """Finish the common case: a claimed job without a concurrency key.
-
-        One statement on PostgreSQL (run it in autocommit), two elsewhere.
-        False means the job is in some other state: use :meth:`settle`.
-        """
-        params = {"job_id": job_id, "now": now}
-        if self.family == "postgresql":
-            return conn.execute(self._finish_fast, params).first() is not None
-        if conn.execute(self._finish_fast, params).rowcount != 1:
-            return False
-        conn.execute(self._unclaim, params)
-        return True
 
     def settle(
         self,
@@ -913,24 +929,6 @@ class Queries:
             )
         )
 
-    def record_iteration(
-        self,
-        conn: Connection,
-        job_id: str,
-        task_name: str,
-        each_index: int,
-        output: str | None,
-    ) -> None:
-        conn.execute(
-            self._record_iteration,
-            {
-                "job_id": job_id,
-                "task_name": task_name,
-                "each_index": each_index,
-                "output": output,
-            },
-        )
-
     def _record_done_statement(self) -> Insert | None:
         """PostgreSQL: a task's last iteration and the task, in one statement.
 
@@ -971,52 +969,6 @@ class Queries:
             index_elements=["job_id", "task_name"],
             set_={"outcome": task.excluded.outcome},
         ).add_cte(recorded)
-
-    def record_last_iteration(
-        self,
-        conn: Connection,
-        job_id: str,
-        task_name: str,
-        each_index: int,
-        output: str | None,
-        outcome: str,
-    ) -> None:
-        """record_iteration and record_task together: one statement on PostgreSQL.
-
-        Elsewhere two statements, which the caller runs in one transaction.
-        """
-        if self._record_done is None:
-            self.record_iteration(conn, job_id, task_name, each_index, output)
-            self.record_task(conn, job_id, task_name, outcome, None)
-            return
-        conn.execute(
-            self._record_done,
-            {
-                "p_job_id": job_id,
-                "p_task_name": task_name,
-                "p_each_index": each_index,
-                "p_output": output,
-                "p_outcome": outcome,
-            },
-        )
-
-    def record_task(
-        self,
-        conn: Connection,
-        job_id: str,
-        task_name: str,
-        outcome: str,
-        sub_job_ids: str | None,
-    ) -> None:
-        conn.execute(
-            self._record_task,
-            {
-                "job_id": job_id,
-                "task_name": task_name,
-                "outcome": outcome,
-                "sub_job_ids": sub_job_ids,
-            },
-        )
 
     # -- semaphores --
 
@@ -1273,14 +1225,18 @@ class HotPath:
         worker_id: str,
         now: float,
         limit: int,
+        current: Mapping[str, str | None],
     ) -> tuple[set[str] | None, list[dict[str, Any]]]:
         """Finish ``job_ids`` the fast way and claim up to ``limit`` jobs.
 
+        ``current`` sets the current task of other claimed jobs on the way.
         Returns the ids the fast finish settled (None: unknown, as nothing
         was claimed) and the claimed rows. One statement on PostgreSQL;
         elsewhere the steps, in the caller's transaction.
         """
         if self.family != "postgresql":
+            for job_id, task_name in current.items():
+                self.set_current(cursor, job_id, task_name)
             finished = {
                 job_id
                 for job_id in job_ids
@@ -1288,7 +1244,13 @@ class HotPath:
             }
             claimed = self.claim(cursor, worker_id, now, limit) if limit else []
             return finished, claimed
-        values = {"job_ids": list(job_ids), "worker_id": worker_id, "now": now}
+        values = {
+            "job_ids": list(job_ids),
+            "worker_id": worker_id,
+            "now": now,
+            "current_ids": list(current),
+            "current_tasks": list(current.values()),
+        }
         if not limit:
             assert self.finish_many is not None
             done = self.finish_many.run(cursor, values).fetchall()
