@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from job_workflow.core import _runner
+from job_workflow.core._codec import copy_json
 from job_workflow.core.ports import (
     Clock,
     JobError,
@@ -77,15 +78,6 @@ class _Job:
         )
 
 
-def _copy(value: Any) -> Any:
-    """Copy JSON data so callers never share mutable state with the backend."""
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
-
-
 @dataclass(slots=True)
 class _Semaphore:
     limit: int
@@ -118,6 +110,10 @@ class MemoryBackend:
         self._changed = threading.Condition(self._lock)
         self._jobs: dict[str, _Job] = {}
         self._ready: dict[str, list[tuple[int, int, str]]] = {}
+        # Bumped whenever a job may have become claimable: a caller that
+        # found nothing to claim need not ask again until it moves (the
+        # simulator's idle workers).
+        self._ready_version = 0
         self._scheduled: list[tuple[float, int, str]] = []
         self._blocked: dict[str, deque[str]] = {}
         self._active: dict[str, int] = {}  # concurrency key -> ready or running
@@ -187,6 +183,7 @@ class MemoryBackend:
         # Order by when the job became ready, not when it was created: a
         # rescheduled parent must queue behind the sub-jobs it waits for.
         job.status = "ready"
+        self._ready_version += 1
         heapq.heappush(
             self._ready.setdefault(job.spec.queue, []),
             (job.spec.priority, next(self._seq), job.id),
@@ -304,6 +301,9 @@ class MemoryBackend:
     def dispatch_due(self, now: float) -> int:
         moved = 0
         with self._lock:
+            scheduled = self._scheduled
+            if not self._semaphores and not (scheduled and scheduled[0][0] <= now):
+                return 0  # the simulator asks at every step: answer cheaply
             while self._scheduled and self._scheduled[0][0] <= now:
                 _, _, job_id = heapq.heappop(self._scheduled)
                 job = self._jobs.get(job_id)
@@ -348,40 +348,50 @@ class MemoryBackend:
 
     def sub_job_progress(self, parent_id: str, task_name: str) -> SubJobProgress:
         with self._lock:
-            jobs = [
-                self._jobs[i]
-                for i in self._children.get(parent_id, {}).get(task_name, ())
-                if i in self._jobs
-            ]
-            failed = tuple(
-                job.id
-                for job in sorted(jobs, key=lambda j: j.spec.each_index or 0)
-                if job.status == "failed"
-            )
-            pending = sum(1 for job in jobs if job.status not in ("finished", "failed"))
-            return SubJobProgress(len(jobs), pending, failed)
+            everyone = self._jobs
+            total = pending = 0
+            failed: list[_Job] = []
+            for job_id in self._children.get(parent_id, {}).get(task_name, ()):
+                job = everyone.get(job_id)
+                if job is None:
+                    continue
+                total += 1
+                status = job.status
+                if status == "failed":
+                    failed.append(job)
+                elif status != "finished":
+                    pending += 1
+            failed.sort(key=lambda j: j.spec.each_index or 0)
+            return SubJobProgress(total, pending, tuple(job.id for job in failed))
 
     def load_state(self, job_id: str, tasks: Collection[str] | None = None) -> JobState:
         with self._lock:
             state = self._states.get(job_id) or JobState()
-            wanted = None if tasks is None else set(tasks)
+            if tasks is not None:
+                return JobState(
+                    tasks=dict(state.tasks),
+                    iterations={
+                        k: set(state.iterations[k])
+                        for k in tasks
+                        if k in state.iterations
+                    },
+                    outputs={
+                        k: {i: copy_json(data) for i, data in state.outputs[k].items()}
+                        for k in tasks
+                        if k in state.outputs
+                    },
+                    sub_jobs={
+                        k: list(state.sub_jobs[k]) for k in tasks if k in state.sub_jobs
+                    },
+                )
             return JobState(
                 tasks=dict(state.tasks),
-                iterations={
-                    k: set(v)
-                    for k, v in state.iterations.items()
-                    if wanted is None or k in wanted
-                },
+                iterations={k: set(v) for k, v in state.iterations.items()},
                 outputs={
-                    task: {i: _copy(data) for i, data in by_index.items()}
+                    task: {i: copy_json(data) for i, data in by_index.items()}
                     for task, by_index in state.outputs.items()
-                    if wanted is None or task in wanted
                 },
-                sub_jobs={
-                    k: list(v)
-                    for k, v in state.sub_jobs.items()
-                    if wanted is None or k in wanted
-                },
+                sub_jobs={k: list(v) for k, v in state.sub_jobs.items()},
             )
 
     def record_iteration(
@@ -468,6 +478,7 @@ class MemoryBackend:
     def resume(self, queue: str) -> None:
         with self._lock:
             self._paused.discard(queue)
+            self._ready_version += 1
             self._changed.notify_all()
         if self.mode == "inline":
             self._run_inline(

@@ -155,12 +155,21 @@ def _is_plain(tp: Any) -> bool:
     return all(_is_plain(arg) for arg in typing.get_args(tp) if arg is not Ellipsis)
 
 
+_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
 def copy_json(value: Any) -> Any:
     """Copy JSON data (lists and dicts), leaving scalars as they are."""
-    if isinstance(value, list):
-        return [copy_json(item) for item in value]
-    if isinstance(value, dict):
-        return {key: copy_json(item) for key, item in value.items()}
+    # Scalars are the common item: test their exact type inline rather than
+    # recursing into each one (outputs and arguments are copied per job).
+    scalars = _SCALAR_TYPES
+    if type(value) is list or isinstance(value, list):
+        return [item if type(item) in scalars else copy_json(item) for item in value]
+    if type(value) is dict or isinstance(value, dict):
+        return {
+            key: item if type(item) in scalars else copy_json(item)
+            for key, item in value.items()
+        }
     return value
 
 

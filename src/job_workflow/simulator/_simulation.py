@@ -13,14 +13,14 @@ visited in the same order, so one seed gives one trace.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
+import gc
 import heapq
 import itertools
 import json
 import random
 from collections import Counter
 from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from job_workflow.backends.memory import MemoryBackend
@@ -46,16 +46,20 @@ Duration = float | Callable[[Any, random.Random], float]
 RunFactory = Callable[[RunEnv, JobRecord], JobRun]
 
 DEFAULT_START = 1_700_000_000.0
-_TRACE_FIELDS = (
-    "task_name",
-    "each_index",
-    "attempt",
-    "reason",
-    "sub_job_count",
-    "dependent_task_name",
-    "error_class",
-    "concurrency_key",
-    "dry_run_name",
+_GC_THRESHOLD = 20_000  # see Simulation._loop
+# The payload fields a trace entry keeps.
+_TRACE_KEYS = frozenset(
+    {
+        "task_name",
+        "each_index",
+        "attempt",
+        "reason",
+        "sub_job_count",
+        "dependent_task_name",
+        "error_class",
+        "concurrency_key",
+        "dry_run_name",
+    }
 )
 
 
@@ -64,6 +68,7 @@ class _Worker:
     """One simulated worker and what it is doing."""
 
     name: str
+    index: int
     incarnation: int = 0
     status: str = "idle"  # idle | running | crashed
     run: JobRun | None = None
@@ -80,10 +85,14 @@ class _Worker:
     recording: tuple[str, int] | None = None
     counted: bool = False
     idle_polls: int = 0
+    poll_epoch: int = 0  # the simulation's change count idle_polls counts from
+    stamp: int = 0  # tells this worker's live entry in the wake-up heap
+    env: RunEnv | None = None  # one per incarnation, shared by its jobs
 
-    @property
-    def id(self) -> str:
-        return self.name if self.incarnation == 0 else f"{self.name}#{self.incarnation}"
+    id: str = ""  # the name, then name#incarnation after each restart
+
+    def __post_init__(self) -> None:
+        self.id = self.name
 
 
 @dataclass(order=True, slots=True)
@@ -120,6 +129,12 @@ class Simulation:
             raise ValueError(f"workers must be an int >= 1, got {workers!r}")
         self.seed = seed
         self.faults = faults or Faults()
+        # Asked several times per job: a dict lookup, not a getattr.
+        self._odds: dict[str, float] = {
+            f.name: getattr(self.faults, f.name)
+            for f in fields(self.faults)
+            if f.name not in ("crash_points", "slow_factor")
+        }
         self.rng = random.Random(seed)
         self.clock = VirtualClock(start, self.rng)
         ids = itertools.count(1)
@@ -130,7 +145,16 @@ class Simulation:
         self._default_duration = default_duration
         self._compare_outputs = compare_outputs
         self._run_factory: RunFactory = run_factory or JobRun
-        self._workers = [_Worker(f"w{i}") for i in range(workers)]
+        self._workers = [_Worker(f"w{i}", i) for i in range(workers)]
+        # Running workers by wake-up time, (wake_at, index, stamp); an entry
+        # whose stamp is not its worker's current one is stale and skipped.
+        self._wakeups: list[tuple[float, int, int]] = []
+        self._idle: set[int] = set(range(workers))
+        # Nothing became ready since a claim found the queue empty: idle
+        # workers need not try again (MemoryBackend counts what became
+        # ready; another backend is always tried).
+        self._dry_at: int | None = None
+        self._epoch = 0  # counts changes that may end a poll
         self._timers: list[_Timer] = []
         self._seq = itertools.count()
         self._trace: list[TraceEntry] = []
@@ -145,6 +169,7 @@ class Simulation:
         self._touched: set[str] = set()  # jobs delivered to two workers at once
         self._graveyard: list[Generator[Effect, None, Outcome]] = []
         self._start = start
+        self._elapsed_at, self._elapsed_value = start, 0.0
 
     # -- setting up --
 
@@ -156,7 +181,7 @@ class Simulation:
         """Enqueue a workflow now (virtual time); returns its job id."""
         values = _arguments.validate(workflow.arguments, arguments, workflow.name)
         spec = NewJob(workflow.name, _arguments.encode(values), queue=workflow.queue)
-        [job_id] = self.backend.enqueue([spec], self.now)
+        [job_id] = self.backend.enqueue([spec], self.clock.now())
         self._enqueued.append((job_id, workflow.name, dict(arguments)))
         self._record(None, "job.enqueue", job_id, {"workflow": workflow.name})
         return job_id
@@ -186,17 +211,25 @@ class Simulation:
 
     def advance(self, seconds: float) -> SimulationResult:
         """Run for ``seconds`` more of virtual time."""
-        return self.run_until(self.now + seconds)
+        return self.run_until(self.clock.now() + seconds)
 
     # -- the loop --
 
     def _loop(self, until: float | None) -> None:
         subscription = bus.subscribe("*", self._on_event)
+        # Every job leaves a few reference cycles (a run and its context) and
+        # the trace only grows, so the collector's default first threshold
+        # (700 allocations) fires constantly and its full passes rescan the
+        # growing trace: a quarter of a run's time. A larger first threshold
+        # while the loop runs keeps garbage bounded (a few thousand objects)
+        # at a fraction of the cost; the previous setting comes back after.
+        thresholds = gc.get_threshold()
+        gc.set_threshold(max(thresholds[0], _GC_THRESHOLD), *thresholds[1:])
         try:
             while not self._deadlocked:
                 self._fire_timers()
-                self.backend.dispatch_due(self.now)
-                if self._step_workers():
+                self.backend.dispatch_due(self.clock.now())
+                if self._step_workers() and self._due_now():
                     continue
                 if self._starved():
                     self._deadlocked = True
@@ -212,20 +245,77 @@ class Simulation:
                     break
                 self.clock.advance_to(moment)
         finally:
+            gc.set_threshold(*thresholds)
             subscription.unsubscribe()
 
     def _step_workers(self) -> bool:
+        """Step, in worker order, every idle worker and every one now due.
+
+        Only those are visited (a heap of wake-up times, the set of idle
+        workers), so a pass costs what moves, not the number of workers.
+        """
+        now, workers, heap = self.clock.now(), self._workers, self._wakeups
+        due: list[int] = []
+        while heap and heap[0][0] <= now:
+            _, index, stamp = heapq.heappop(heap)
+            if workers[index].stamp == stamp and workers[index].status == "running":
+                due.append(index)
+        if self._idle and self._may_claim():
+            due.extend(self._idle)
+        if not due:
+            return False
         progressed = False
-        for worker in self._workers:
+        for index in sorted(due) if len(due) > 1 else due:
+            worker = workers[index]
             if worker.status == "idle":
-                progressed |= self._claim(worker)
-            elif worker.status == "running" and worker.wake_at <= self.now:
+                if self._may_claim() and self._claim(worker):
+                    progressed = True
+            elif worker.status == "running" and worker.wake_at <= self.clock.now():
                 self._advance(worker)
                 progressed = True
+            if worker.status == "running":
+                self._wake_later(worker)
         return progressed
 
+    def _due_now(self) -> bool:
+        """Could another pass at this instant move anything?
+
+        Cheaper than a pass that finds nothing: after one that moved, most
+        instants have nothing more to do, and the loop goes on to the next.
+        """
+        now, heap, workers = self.clock.now(), self._wakeups, self._workers
+        while heap:
+            at, index, stamp = heap[0]
+            worker = workers[index]
+            if worker.stamp == stamp and worker.status == "running":
+                if at <= now:
+                    return True
+                break
+            heapq.heappop(heap)
+        if self._timers and self._timers[0].at <= now:
+            return True
+        if self._idle and self._may_claim():
+            return True
+        due = self.backend.next_due_time()
+        return due is not None and due <= now
+
+    def _wake_later(self, worker: _Worker) -> None:
+        worker.stamp += 1
+        heapq.heappush(self._wakeups, (worker.wake_at, worker.index, worker.stamp))
+
+    def _may_claim(self) -> bool:
+        if self._dry_at is None:
+            return True
+        return getattr(self.backend, "_ready_version", None) != self._dry_at
+
     def _next_moment(self, keep_cron: bool) -> float | None:
-        moments = [w.wake_at for w in self._workers if w.status == "running"]
+        heap, workers = self._wakeups, self._workers
+        while heap and (
+            workers[heap[0][1]].stamp != heap[0][2]
+            or workers[heap[0][1]].status != "running"
+        ):
+            heapq.heappop(heap)
+        moments = [heap[0][0]] if heap else []
         due = self.backend.next_due_time()
         if due is not None:
             moments.append(due)
@@ -248,22 +338,31 @@ class Simulation:
         never reschedules and has polled twice with nothing changing, and no
         scheduled job, restart or recovery is pending, nothing will change.
         """
-        if any(t.kind in ("restart", "recover") for t in self._timers):
-            return False
-        running = [w for w in self._workers if w.status == "running"]
+        running = False
+        for w in self._workers:  # stops at the first worker that can move
+            if w.status != "running":
+                continue
+            if (
+                w.wait is None
+                or w.wait.reason != "poll_only"
+                or w.poll_epoch != self._epoch
+                or w.idle_polls < 2
+            ):
+                return False
+            running = True
         if not running or self.backend.next_due_time() is not None:
             return False
-        return all(
-            w.wait is not None and w.wait.reason == "poll_only" and w.idle_polls >= 2
-            for w in running
-        )
+        return not any(t.kind in ("restart", "recover") for t in self._timers)
 
     # -- workers --
 
     def _claim(self, worker: _Worker) -> bool:
-        claimed = self.backend.claim(None, worker.id, self.now)
+        version = getattr(self.backend, "_ready_version", None)
+        claimed = self.backend.claim(None, worker.id, self.clock.now())
         if not claimed:
+            self._dry_at = version
             return False
+        self._dry_at = None
         job = claimed[0]
         self._record(worker, "job.claim", job.id, {"executions": job.executions})
         self._changed()
@@ -277,25 +376,30 @@ class Simulation:
                 self._touch(job)
                 self._record(twin, "fault.duplicate_delivery", job.id, {})
                 self._start_job(twin, job, twin=True)
+                if twin.status == "running":
+                    self._wake_later(twin)
         return True
 
     def _start_job(
         self, worker: _Worker, job: JobRecord, *, twin: bool = False
     ) -> None:
         worker.status, worker.job, worker.started = "running", job, False
-        worker.wake_at, worker.wait, worker.throw = self.now, None, None
+        self._idle.discard(worker.index)
+        worker.wake_at, worker.wait, worker.throw = self.clock.now(), None, None
         worker.body, worker.recording, worker.idle_polls = None, None, 0
         # A duplicate copy does not take a second concurrency slot: the
         # backend granted one claim, so only that one counts against limits.
         worker.counted = not twin
         if worker.counted:
             self._metrics.start(job)
-        env = RunEnv(
-            backend=self.backend,
-            clock=self.clock,
-            worker_id=worker.id,
-            checkpoints=True,
-        )
+        env = worker.env
+        if env is None or env.worker_id != worker.id:
+            env = worker.env = RunEnv(
+                backend=self.backend,
+                clock=self.clock,
+                worker_id=worker.id,
+                checkpoints=True,
+            )
         try:
             worker.run = self._run_factory(env, job)
             worker.gen = worker.run.execute()
@@ -343,9 +447,11 @@ class Simulation:
         """Apply one effect; True when the worker can go on at once."""
         if isinstance(effect, Sleep):
             self._close_body(worker)
-            worker.wait, worker.wait_started = effect, self.now
-            worker.wake_at = self.now + effect.seconds
+            worker.wait, worker.wait_started = effect, self.clock.now()
+            worker.wake_at = self.clock.now() + effect.seconds
             if effect.reason in ("poll", "poll_only"):
+                if worker.poll_epoch != self._epoch:
+                    worker.poll_epoch, worker.idle_polls = self._epoch, 0
                 worker.idle_polls += 1
             return False
         return self._checkpoint(worker, effect)
@@ -372,7 +478,7 @@ class Simulation:
             return True
         if point.point == "after_body":
             duration = self._duration(worker, point.task)
-            worker.wake_at = self.now + duration
+            worker.wake_at = self.clock.now() + duration
             self._metrics.busy(worker.name, duration)
             return duration <= 0
         if point.point == "before_record" and point.task is not None:
@@ -393,7 +499,7 @@ class Simulation:
         if (owner, point.task, index) in self._recorded and owner not in self._touched:
             self._reruns.append((owner, point.task, index))
         worker.body = (point.task, point.each_index)
-        worker.body_key, worker.body_started = key, self.now
+        worker.body_key, worker.body_started = key, self.clock.now()
         self._metrics.open_body(key)
 
     def _close_body(self, worker: _Worker) -> None:
@@ -404,7 +510,7 @@ class Simulation:
             Span(
                 worker.name,
                 worker.body_started,
-                self.now,
+                self.clock.now(),
                 "task",
                 _job_id(worker),
                 task,
@@ -432,7 +538,7 @@ class Simulation:
             Span(
                 worker.name,
                 worker.wait_started,
-                self.now,
+                self.clock.now(),
                 kind,
                 _job_id(worker),
                 None,
@@ -440,7 +546,7 @@ class Simulation:
             )
         )
         if kind == "poll":
-            self._metrics.polling(worker.name, self.now - worker.wait_started)
+            self._metrics.polling(worker.name, self.clock.now() - worker.wait_started)
         worker.wait = None
 
     def _maybe_expire_lease(self, worker: _Worker, point: Checkpoint) -> None:
@@ -449,7 +555,7 @@ class Simulation:
         run = worker.run
         assert run is not None
         holder = run._holder(worker.body_key)
-        if self.backend.semaphore_release(worker.body_key, holder, self.now):
+        if self.backend.semaphore_release(worker.body_key, holder, self.clock.now()):
             self._record(
                 worker,
                 "fault.lease_expiry",
@@ -494,11 +600,11 @@ class Simulation:
             self._release(worker)
             return
         if isinstance(outcome, Rescheduled):
-            self.backend.reschedule(job.id, outcome.run_at, self.now)
+            self.backend.reschedule(job.id, outcome.run_at, self.clock.now())
             self._metrics.reschedules += 1
             self._record(worker, "job.reschedule", job.id, {"task_name": outcome.task})
         else:
-            self.backend.finish(job.id, self.now)
+            self.backend.finish(job.id, self.clock.now())
             self._record(worker, "job.finish", job.id, {})
         self._release(worker)
 
@@ -510,7 +616,7 @@ class Simulation:
             self._record(worker, "job.stale_outcome", job.id, {})
             self._release(worker)
             return
-        self.backend.fail(job.id, error_of(exc), self.now)
+        self.backend.fail(job.id, error_of(exc), self.clock.now())
         self._record(worker, "job.fail", job.id, {"error_class": type(exc).__name__})
         self._release(worker)
 
@@ -519,6 +625,7 @@ class Simulation:
             self._metrics.stop(worker.job)
         worker.status, worker.job, worker.run, worker.gen = "idle", None, None, None
         worker.wait = None
+        self._idle.add(worker.index)
         self._changed()
 
     def _crash(
@@ -538,10 +645,13 @@ class Simulation:
         if worker.gen is not None:
             self._graveyard.append(worker.gen)
         dead = worker.id
+        self._idle.discard(worker.index)
         worker.status, worker.gen, worker.run, worker.job = "crashed", None, None, None
         worker.wait, worker.throw, worker.recording = None, None, None
-        self._add_timer(self.now + self.faults.alive_threshold, "recover", dead)
-        self._add_timer(self.now + self.faults.restart_delay, "restart", worker.name)
+        self._add_timer(self.clock.now() + self.faults.alive_threshold, "recover", dead)
+        self._add_timer(
+            self.clock.now() + self.faults.restart_delay, "restart", worker.name
+        )
 
     # -- timers --
 
@@ -549,15 +659,17 @@ class Simulation:
         heapq.heappush(self._timers, _Timer(at, next(self._seq), kind, data))
 
     def _fire_timers(self) -> None:
-        while self._timers and self._timers[0].at <= self.now:
+        while self._timers and self._timers[0].at <= self.clock.now():
             timer = heapq.heappop(self._timers)
             if timer.kind == "restart":
                 worker = next(w for w in self._workers if w.name == timer.data)
                 worker.incarnation += 1
+                worker.id = f"{worker.name}#{worker.incarnation}"
                 worker.status = "idle"
+                self._idle.add(worker.index)
                 self._record(worker, "worker.restart", None, {})
             elif timer.kind == "recover":
-                released = self.backend.release_claimed(timer.data, self.now)
+                released = self.backend.release_claimed(timer.data, self.clock.now())
                 self._record(
                     None,
                     "worker.recover",
@@ -573,30 +685,39 @@ class Simulation:
                 self._add_cron(workflow, key)
 
     def _add_cron(self, workflow: type[Workflow], key: str) -> None:
-        moment = _dt.datetime.fromtimestamp(self.now, _dt.UTC)
+        moment = _dt.datetime.fromtimestamp(self.clock.now(), _dt.UTC)
         fire = workflow.schedules[key].next_after(moment)
         self._add_timer(fire.timestamp(), "cron", (workflow, key))
 
     # -- randomness, trace, metrics --
 
     def _strikes(self, fault: str) -> bool:
-        probability: float = getattr(self.faults, fault)
+        probability = self._odds[fault]
         return probability > 0 and self.rng.random() < probability
 
     def _changed(self) -> None:
-        for worker in self._workers:
-            worker.idle_polls = 0
+        self._epoch += 1
 
     def _on_event(self, event: Event) -> None:
-        payload = event.payload
-        if event.name == "task.retry":
+        payload, name = event.payload, event.name
+        if name == "task.retry":
             self._metrics.retries += 1
-        if event.name == "throttle.acquire.complete":
+        elif name == "throttle.acquire.complete":
             self._limits[str(payload["concurrency_key"])] = int(
                 payload["concurrency_limit"]
             )
-        detail = {k: payload[k] for k in _TRACE_FIELDS if payload.get(k) is not None}
-        self._record(self._current, event.name, payload.get("job_id"), detail)
+        keys = _TRACE_KEYS
+        detail = {k: v for k, v in payload.items() if k in keys and v is not None}
+        worker = self._current
+        self._trace.append(
+            TraceEntry(
+                self._elapsed(),
+                worker.id if worker else None,
+                name,
+                payload.get("job_id"),
+                detail,
+            )
+        )
 
     def _record(
         self,
@@ -607,31 +728,38 @@ class Simulation:
     ) -> None:
         self._trace.append(
             TraceEntry(
-                time=round(self.now - self._start, 9),
-                worker=worker.id if worker else None,
-                event=name,
-                job_id=job_id,
-                detail=dict(detail),
+                self._elapsed(),
+                worker.id if worker else None,
+                name,
+                job_id,
+                dict(detail),
             )
         )
 
+    def _elapsed(self) -> float:
+        """Virtual seconds since the start, rounded (computed once per instant)."""
+        now = self.clock.now()
+        if now != self._elapsed_at:
+            self._elapsed_at = now
+            self._elapsed_value = round(now - self._start, 9)
+        return self._elapsed_value
+
     def result(self) -> SimulationResult:
         """The outcome so far (the simulation may go on afterwards)."""
-        from job_workflow._status import WorkflowStatus
+        from job_workflow._status import aggregate_status
 
         statuses: dict[str, str] = {}
         outputs: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        backend = self.backend
         for job_id, _, _ in self._enqueued:
-            status = WorkflowStatus.find(job_id, backend=self.backend)
-            statuses[job_id] = status.status
-            state = self.backend.load_state(job_id)
+            job = backend.get_job(job_id)
+            assert job is not None, "the simulation's backend lost a job"
+            statuses[job_id] = aggregate_status(job, backend.sub_jobs(job_id))
+            state = backend.load_state(job_id)
             outputs[job_id] = {
                 task: [by_index[i] for i in sorted(by_index)]
                 for task, by_index in sorted(state.outputs.items())
             }
-        digest = hashlib.sha256(
-            "\n".join(entry.canonical() for entry in self._trace).encode()
-        ).hexdigest()
         return SimulationResult(
             seed=self.seed,
             workers=len(self._workers),
@@ -640,9 +768,8 @@ class Simulation:
             outputs=outputs,
             trace=list(self._trace),
             spans=[*self._spans, *self._open_spans()],
-            digest=digest,
             deadlocked=self._deadlocked,
-            metrics=self._metrics.freeze(self.now - self._start, self._workers),
+            metrics=self._metrics.freeze(self.clock.now() - self._start, self._workers),
             workflows=[
                 (job_id, name, dict(args)) for job_id, name, args in self._enqueued
             ],
@@ -672,7 +799,15 @@ class Simulation:
             else:
                 continue
             spans.append(
-                Span(worker.name, start, self.now, kind, _job_id(worker), task, index)
+                Span(
+                    worker.name,
+                    start,
+                    self.clock.now(),
+                    kind,
+                    _job_id(worker),
+                    task,
+                    index,
+                )
             )
         return spans
 
