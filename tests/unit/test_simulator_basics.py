@@ -138,6 +138,22 @@ class ReschedulingParent(Workflow):
         return {"total": sum(o.v for o in ctx.output["fetch"])}
 
 
+class Guarded(Workflow):
+    """One call with a 5 s timeout and one retry a minute later."""
+
+    name = "tests.sim_basics.guarded"
+    calls: list[int] = []
+
+    @task(
+        timeout=5,
+        retry={"count": 1, "strategy": "linear", "base_delay": 60},
+        output={"n": int},
+    )
+    def call(self, ctx: Any) -> dict[str, int]:
+        Guarded.calls.append(ctx.retry_count)
+        return {"n": 1}
+
+
 def events(result: SimulationResult, name: str) -> list[Any]:
     return [entry for entry in result.trace if entry.event == name]
 
@@ -320,11 +336,47 @@ def test_retries_with_delays_advance_virtual_time() -> None:
     [job_id] = result.statuses
 
     assert result.statuses[job_id] == "succeeded"
-    assert [e.time for e in events(result, "task.retry")] == [0.0, 3600.0]
-    # Two hour-long waits and the one successful (one second) attempt.
-    assert result.metrics.makespan == 7201.0
+    # Each failed attempt takes its second too, then waits an hour.
+    assert [e.time for e in events(result, "task.retry")] == [1.0, 3602.0]
+    # Three one-second attempts and two hour-long waits.
+    assert result.metrics.makespan == 7203.0
     assert result.outputs[job_id] == {"call": [{"attempts": 3}]}
     result.check()
+
+
+def test_an_attempt_longer_than_its_timeout_fails_after_the_timeout() -> None:
+    Guarded.calls.clear()
+    result = Simulation(workers=1, seed=0, durations={"call": 8.0}).run(Guarded)
+    [job_id] = result.statuses
+
+    assert result.statuses[job_id] == "failed"
+    [retry] = events(result, "task.retry")
+    [error] = events(result, "task.error")
+    assert (retry.detail["error_class"], retry.time) == ("TaskTimeoutError", 5.0)
+    # 5 s, a minute's wait, 5 s again: each attempt stopped at its timeout.
+    assert (error.detail["error_class"], error.time) == ("TaskTimeoutError", 70.0)
+    assert Guarded.calls == [], "an attempt that times out runs no body here"
+    result.check()
+
+
+def test_an_attempt_within_its_timeout_succeeds() -> None:
+    Guarded.calls.clear()
+    result = Simulation(workers=1, seed=0, durations={"call": 4.0}).run(Guarded)
+
+    assert set(result.statuses.values()) == {"succeeded"}
+    assert result.metrics.makespan == 4.0
+    assert Guarded.calls == [0]
+    result.check()
+
+
+def test_an_injected_failure_takes_the_attempt_s_time() -> None:
+    always = Faults(task_errors=1.0)
+    result = Simulation(workers=1, seed=0, faults=always, durations=3.0).run(Serial)
+
+    assert set(result.statuses.values()) == {"failed"}
+    [error] = events(result, "task.error")
+    assert (error.detail["error_class"], error.time) == ("InjectedTaskError", 3.0)
+    assert result.metrics.makespan == 3.0
 
 
 def test_a_cron_schedule_fires_in_virtual_time() -> None:

@@ -278,6 +278,46 @@ def test_rescheduled_job_is_not_marked_finished() -> None:
         buggy.check()
 
 
+class IgnoresTheClaimer(MemoryBackend):
+    """Accepts any worker's finish, as if every settle came from the holder."""
+
+    def finish(self, job_id: str, now: float, *, worker_id: str | None = None) -> bool:
+        return super().finish(job_id, now)
+
+
+def test_a_late_finish_after_a_reschedule_is_refused() -> None:
+    """The parent rescheduled itself, and its worker's acknowledgement of
+    the run arrived afterwards as a plain "finished" (Solid Queue's bug of
+    marking rescheduled jobs finished). A backend that does not check who
+    holds the job takes it: ``total`` never runs."""
+    late = Faults(late_finish=1.0)
+    buggy = simulate(IgnoresTheClaimer, workers=1, faults=late).run(Report)
+    real = simulate(workers=1, faults=late).run(Report)
+
+    assert violation(real) is None
+    notes = [e.detail["reason"] for e in real.trace if e.event == "fault.late_finish"]
+    assert notes and set(notes) == {"refused"}
+    assert "applied" in {
+        e.detail["reason"] for e in buggy.trace if e.event == "fault.late_finish"
+    }
+    with pytest.raises(
+        InvariantViolation, match=r"^rescheduled or unfinished job recorded as finished"
+    ):
+        buggy.check()
+
+
+def test_stale_progress_reads_only_delay_the_waiting_parent() -> None:
+    """Every read of the sub-jobs' progress lags one read behind: the parent
+    keeps waiting and rescheduling a little longer, and never runs ahead."""
+    stale = simulate(workers=1, faults=Faults(stale_reads=1.0)).run(Report)
+    fresh = simulate(workers=1).run(Report)
+
+    assert violation(stale) is None
+    assert any(e.event == "fault.stale_read" for e in stale.trace)
+    assert stale.outputs == fresh.outputs
+    assert stale.metrics.makespan > fresh.metrics.makespan
+
+
 # -- 4. a reschedule that drops job state --
 
 

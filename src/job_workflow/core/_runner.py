@@ -465,7 +465,12 @@ class JobRun:
             if not self.env.checkpoints:
                 return self._call(task, hooks, index)
             yield Checkpoint("before_body", task.name, index)
-            data = self._call(task, hooks, index)
+            try:
+                data = self._call(task, hooks, index)
+            except Exception:
+                # A failed attempt took its time too (charged here).
+                yield Checkpoint("body_failed", task.name, index)
+                raise
             # The body's virtual duration is charged here, while the throttle
             # is still held, as a real body would hold it.
             yield Checkpoint("after_body", task.name, index)

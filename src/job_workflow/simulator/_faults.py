@@ -28,7 +28,13 @@ class Faults:
     - ``slow_tasks``: an iteration takes ``slow_factor`` times its duration;
     - ``backend_errors``: a backend call fails at a step, which the worker
       treats like a crash of its process;
-    - ``lease_expiry``: a throttle lease expires while its holder still runs.
+    - ``lease_expiry``: a throttle lease expires while its holder still runs;
+    - ``stale_reads``: a job waiting for its sub-jobs reads their progress
+      as it was at its previous read (a lagging replica, a cached answer);
+    - ``late_finish``: a job that rescheduled itself is also reported
+      finished by the worker that ran it, some time before it comes due
+      again (an acknowledgement arriving late, the bug that had Solid Queue
+      mark rescheduled jobs finished); the backend must refuse it.
 
     A crashed worker restarts after ``restart_delay`` seconds under a new id;
     its claimed jobs return to the queue ``alive_threshold`` seconds after
@@ -43,6 +49,8 @@ class Faults:
     slow_factor: float = 10.0
     backend_errors: float = 0.0
     lease_expiry: float = 0.0
+    stale_reads: float = 0.0
+    late_finish: float = 0.0
     restart_delay: float = 5.0
     alive_threshold: float = 60.0
 
@@ -71,6 +79,8 @@ class Faults:
                 "slow_tasks",
                 "backend_errors",
                 "lease_expiry",
+                "stale_reads",
+                "late_finish",
             )
         )
 

@@ -21,7 +21,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, cast
 
 from job_workflow.backends.memory import MemoryBackend
 from job_workflow.core import _arguments
@@ -37,7 +37,8 @@ from job_workflow.core._runner import (
     error_of,
 )
 from job_workflow.core._workflow import Workflow
-from job_workflow.core.ports import JobRecord, NewJob, QueueBackend
+from job_workflow.core.ports import JobRecord, NewJob, QueueBackend, SubJobProgress
+from job_workflow.errors import TaskTimeoutError
 from job_workflow.simulator._clock import VirtualClock
 from job_workflow.simulator._faults import Faults, InjectedTaskError
 from job_workflow.simulator._result import Metrics, SimulationResult, Span, TraceEntry
@@ -47,6 +48,7 @@ RunFactory = Callable[[RunEnv, JobRecord], JobRun]
 
 DEFAULT_START = 1_700_000_000.0
 _GC_THRESHOLD = 20_000  # see Simulation._loop
+_PENDING_CHANGES = ("restart", "recover", "late_finish")  # timers that may unblock
 # The payload fields a trace entry keeps.
 _TRACE_KEYS = frozenset(
     {
@@ -88,6 +90,8 @@ class _Worker:
     poll_epoch: int = 0  # the simulation's change count idle_polls counts from
     stamp: int = 0  # tells this worker's live entry in the wake-up heap
     env: RunEnv | None = None  # one per incarnation, shared by its jobs
+    duration: float = 0.0  # drawn for the attempt under way, charged at its end
+    timeout: float | None = None  # of the task whose body is open
 
     id: str = ""  # the name, then name#incarnation after each restart
 
@@ -145,6 +149,10 @@ class Simulation:
         self._default_duration = default_duration
         self._compare_outputs = compare_outputs
         self._run_factory: RunFactory = run_factory or JobRun
+        # What runs see: the backend, or its lagging view under stale_reads.
+        self._run_backend: QueueBackend = self.backend
+        if self.faults.stale_reads > 0:
+            self._run_backend = cast(QueueBackend, _StaleReads(self))
         self._workers = [_Worker(f"w{i}", i) for i in range(workers)]
         # Running workers by wake-up time, (wake_at, index, stamp); an entry
         # whose stamp is not its worker's current one is stale and skipped.
@@ -352,7 +360,7 @@ class Simulation:
             running = True
         if not running or self.backend.next_due_time() is not None:
             return False
-        return not any(t.kind in ("restart", "recover") for t in self._timers)
+        return not any(t.kind in _PENDING_CHANGES for t in self._timers)
 
     # -- workers --
 
@@ -395,7 +403,7 @@ class Simulation:
         env = worker.env
         if env is None or env.worker_id != worker.id:
             env = worker.env = RunEnv(
-                backend=self.backend,
+                backend=self._run_backend,
                 clock=self.clock,
                 worker_id=worker.id,
                 checkpoints=True,
@@ -457,39 +465,57 @@ class Simulation:
         return self._checkpoint(worker, effect)
 
     def _checkpoint(self, worker: _Worker, point: Checkpoint) -> bool:
-        if point.point != "after_body":
-            self._close_body(worker)
-        if self._strikes("crashes") and point.point in self.faults.crash_points:
-            self._crash(worker, point.point, worker.job, point.task)
+        kind = point.point
+        if kind == "after_body" or kind == "body_failed":
+            return self._charge(worker)
+        self._close_body(worker)
+        if self._strikes("crashes") and kind in self.faults.crash_points:
+            self._crash(worker, kind, worker.job, point.task)
             return False
-        if point.point == "before_body":
-            self._open_body(worker, point)
-            if self._strikes("task_errors"):
-                self._record(
-                    worker,
-                    "fault.task_error",
-                    _job_id(worker),
-                    {"task_name": point.task},
-                )
-                worker.throw = InjectedTaskError(
-                    f"injected failure in {point.task!r} (seed {self.seed})"
-                )
-            self._maybe_expire_lease(worker, point)
-            return True
-        if point.point == "after_body":
-            duration = self._duration(worker, point.task)
-            worker.wake_at = self.clock.now() + duration
-            self._metrics.busy(worker.name, duration)
-            return duration <= 0
-        if point.point == "before_record" and point.task is not None:
+        if kind == "before_body":
+            return self._before_body(worker, point)
+        if kind == "before_record" and point.task is not None:
             worker.recording = (point.task, point.each_index or 0)
         return True
+
+    def _before_body(self, worker: _Worker, point: Checkpoint) -> bool:
+        """Open the body and draw how long this attempt takes.
+
+        An attempt that fails on purpose, or would outrun its task's
+        ``timeout``, does not run its body: it takes its time (the timeout,
+        at most) and then raises, as the real attempt would have.
+        """
+        self._open_body(worker, point)
+        worker.duration = self._duration(worker, point.task)
+        timeout = worker.timeout
+        if self._strikes("task_errors"):
+            self._record(
+                worker, "fault.task_error", _job_id(worker), {"task_name": point.task}
+            )
+            worker.throw = InjectedTaskError(
+                f"injected failure in {point.task!r} (seed {self.seed})"
+            )
+        elif timeout is not None and worker.duration > timeout:
+            worker.throw = TaskTimeoutError(point.task or "", timeout, worker.duration)
+            worker.duration = timeout
+        self._maybe_expire_lease(worker, point)
+        if worker.throw is None:
+            return True
+        return self._charge(worker)
+
+    def _charge(self, worker: _Worker) -> bool:
+        """The attempt's virtual time passes; True if it took none."""
+        duration, worker.duration = worker.duration, 0.0
+        worker.wake_at = self.clock.now() + duration
+        self._metrics.busy(worker.name, duration)
+        return duration <= 0
 
     def _open_body(self, worker: _Worker, point: Checkpoint) -> None:
         run = worker.run
         assert run is not None
         assert point.task is not None
-        throttle = run.workflow.get_task(point.task).options.throttle
+        options = run.workflow.get_task(point.task).options
+        throttle, worker.timeout = options.throttle, options.timeout
         key = None
         if throttle is not None:
             key = throttle.key or f"{run.workflow.name}:{point.task}"
@@ -592,33 +618,46 @@ class Simulation:
     def _settle(self, worker: _Worker, outcome: Outcome) -> None:
         job = worker.job
         assert job is not None
-        current = self.backend.get_job(job.id)
-        if current is None or current.claimed_by != worker.id:
-            # Another copy (a duplicate delivery, a recovered job) settled it
-            # or holds it now; a stale worker's outcome changes nothing.
-            self._record(worker, "job.stale_outcome", job.id, {})
-            self._release(worker)
-            return
+        backend, now = self.backend, self.clock.now()
+        # The settle names its worker: when another copy (a duplicate
+        # delivery, a recovered job) settled the job or holds it now, the
+        # backend refuses a stale worker's outcome.
         if isinstance(outcome, Rescheduled):
-            self.backend.reschedule(job.id, outcome.run_at, self.clock.now())
-            self._metrics.reschedules += 1
-            self._record(worker, "job.reschedule", job.id, {"task_name": outcome.task})
-        else:
-            self.backend.finish(job.id, self.clock.now())
+            if backend.reschedule(job.id, outcome.run_at, now, worker_id=worker.id):
+                self._metrics.reschedules += 1
+                self._record(
+                    worker, "job.reschedule", job.id, {"task_name": outcome.task}
+                )
+                self._maybe_finish_late(worker, job, outcome.run_at)
+            else:
+                self._record(worker, "job.stale_outcome", job.id, {})
+        elif backend.finish(job.id, now, worker_id=worker.id):
             self._record(worker, "job.finish", job.id, {})
+        else:
+            self._record(worker, "job.stale_outcome", job.id, {})
         self._release(worker)
 
     def _fail(self, worker: _Worker, exc: BaseException) -> None:
         job = worker.job
         assert job is not None
-        current = self.backend.get_job(job.id)
-        if current is None or current.claimed_by != worker.id:
+        now = self.clock.now()
+        if self.backend.fail(job.id, error_of(exc), now, worker_id=worker.id):
+            self._record(
+                worker, "job.fail", job.id, {"error_class": type(exc).__name__}
+            )
+        else:
             self._record(worker, "job.stale_outcome", job.id, {})
-            self._release(worker)
-            return
-        self.backend.fail(job.id, error_of(exc), self.clock.now())
-        self._record(worker, "job.fail", job.id, {"error_class": type(exc).__name__})
         self._release(worker)
+
+    def _maybe_finish_late(
+        self, worker: _Worker, job: JobRecord, run_at: float
+    ) -> None:
+        """The ``late_finish`` fault: a finish for this run arrives later."""
+        if not self._strikes("late_finish"):
+            return
+        now = self.clock.now()
+        moment = now + self.rng.uniform(0.0, max(0.0, run_at - now))
+        self._add_timer(moment, "late_finish", (job.id, worker.id))
 
     def _release(self, worker: _Worker) -> None:
         if worker.job is not None and worker.counted:
@@ -677,6 +716,18 @@ class Simulation:
                     {"reason": timer.data, "sub_job_count": len(released)},
                 )
                 self._changed()
+            elif timer.kind == "late_finish":
+                job_id, worker_id = timer.data
+                now = self.clock.now()
+                applied = self.backend.finish(job_id, now, worker_id=worker_id)
+                self._record(
+                    None,
+                    "fault.late_finish",
+                    job_id,
+                    {"reason": "applied" if applied else "refused"},
+                )
+                if applied:
+                    self._changed()
             elif timer.kind == "cron":
                 workflow, key = timer.data
                 entry = workflow.schedules[key]
@@ -810,6 +861,36 @@ class Simulation:
                 )
             )
         return spans
+
+
+class _StaleReads:
+    """The backend as jobs see it under the ``stale_reads`` fault.
+
+    A read of sub-job progress may return what the previous read of the
+    same sub-jobs returned (one read behind, never ahead of the truth): a
+    job must wait on, not run ahead. Everything else goes to the backend.
+    """
+
+    def __init__(self, sim: Simulation) -> None:
+        self._sim = sim
+        self._backend = sim.backend
+        self._last: dict[tuple[str, str], SubJobProgress] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+    def sub_job_progress(self, parent_id: str, task_name: str) -> SubJobProgress:
+        fresh = self._backend.sub_job_progress(parent_id, task_name)
+        key = (parent_id, task_name)
+        last = self._last.get(key)
+        sim = self._sim
+        self._last[key] = fresh  # the lag is one read: the next may be fresh
+        if last is not None and last != fresh and sim._strikes("stale_reads"):
+            sim._record(
+                sim._current, "fault.stale_read", parent_id, {"task_name": task_name}
+            )
+            return last
+        return fresh
 
 
 def _job_id(worker: _Worker) -> str | None:

@@ -652,6 +652,8 @@ def fault_plans(
         slow_factor=st.sampled_from([2.0, 5.0, MAX_SLOW_FACTOR]),
         backend_errors=probability,
         lease_expiry=probability if lease_expiry else st.just(0.0),
+        stale_reads=probability,
+        late_finish=probability,
         restart_delay=st.sampled_from([1.0, 5.0, 30.0]),
         alive_threshold=st.sampled_from([30.0, 60.0, 300.0]),
     )
