@@ -373,7 +373,8 @@ class SqlBackend:
         keeps them busy. On PostgreSQL that is one statement
         (``Queries.finish_and_claim_statement``), on SQLite one transaction;
         with a list of queues, or on MySQL, the separate calls. ``limit``
-        0 only finishes.
+        0 only finishes. A job is finished only while ``worker_id`` holds
+        it, as by ``finish(job_id, now, worker_id=worker_id)``.
         """
         with self._current_flush:
             return self._finish_and_claim(job_ids, now, queues, worker_id, limit)
@@ -394,7 +395,7 @@ class SqlBackend:
             for job_id, task_name in current.items():
                 self._write_current(job_id, task_name)
             for job_id in ids:
-                self.finish(job_id, now)
+                self.finish(job_id, now, worker_id=worker_id)
             return self.claim(queues, worker_id, now, limit) if limit else []
         hot, postgresql = self._hot, self._db.family == "postgresql"
         try:
@@ -413,8 +414,9 @@ class SqlBackend:
         if finished is None:
             finished = self._finished_among(ids)
         for job_id in ids:
-            if job_id not in finished:  # keyed: its slot goes to the next
-                self._settle_finished(job_id, now, None)
+            # Keyed (its slot goes to the next), or no longer ours.
+            if job_id not in finished:
+                self._settle_finished(job_id, now, worker_id)
         return self._records(rows, now, worker_id)
 
     def _settle_finished(self, job_id: str, now: float, worker_id: str | None) -> bool:

@@ -608,8 +608,12 @@ class Queries:
 
         WITH gone AS (DELETE FROM claimed WHERE job_id IN (SELECT id FROM jobs
                         WHERE id = ANY(:job_ids) AND no concurrency key)
+                        AND worker_id = :worker_id
                       RETURNING job_id)
         UPDATE jobs SET status = 'finished', ... FROM gone RETURNING id
+
+        Only the claims of ``worker_id``: a job released from a worker
+        presumed dead and claimed by another is not this worker's to finish.
 
         Both tables are reached through the ids (primary keys), so even the
         generic plan PostgreSQL settles on for a prepared statement (with
@@ -620,7 +624,10 @@ class Queries:
         unkeyed = select(jobs.c.id).where(jobs.c.id == any_(job_ids), _unkeyed(jobs))
         gone = (
             delete(claimed)
-            .where(claimed.c.job_id.in_(unkeyed))
+            .where(
+                claimed.c.job_id.in_(unkeyed),
+                claimed.c.worker_id == bindparam("worker_id", type_=String),
+            )
             .returning(claimed.c.job_id)
             .cte("gone")
         )
@@ -1263,6 +1270,9 @@ class HotPath:
     ) -> tuple[set[str] | None, list[dict[str, Any]]]:
         """Finish ``job_ids`` the fast way and claim up to ``limit`` jobs.
 
+        Only the jobs ``worker_id`` holds are finished (see
+        :meth:`Queries._finish_many`).
+
         ``current`` sets the current task of other claimed jobs on the way.
         Returns the ids the fast finish settled (None: unknown, as nothing
         was claimed) and the claimed rows. One statement on PostgreSQL;
@@ -1274,7 +1284,7 @@ class HotPath:
             finished = {
                 job_id
                 for job_id in job_ids
-                if self.finish_claimed_unkeyed(cursor, job_id, now, None)
+                if self.finish_claimed_unkeyed(cursor, job_id, now, worker_id)
             }
             claimed = self.claim(cursor, worker_id, now, limit) if limit else []
             return finished, claimed
