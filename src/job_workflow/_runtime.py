@@ -107,6 +107,8 @@ class WorkflowRun:
 
 
 _SET_OPTIONS = frozenset({"queue", "wait", "priority", "backend"})
+# The claimer of a perform_now job: the caller's thread, not a worker.
+_INLINE = "inline"
 
 
 class _Launcher:
@@ -129,10 +131,11 @@ class _Launcher:
             queue=options.get("queue") or cls.queue,
             priority=options.get("priority") or 0,
         )
-        job = backend.start_inline(spec, "inline", clock.now())
+        job = backend.start_inline(spec, _INLINE, clock.now())
         env = _runner.RunEnv(
             backend=backend,
             clock=clock,
+            worker_id=_INLINE,
             synchronous=True,
             force_dry_run=bool(options.get("force_dry_run")),
         )
@@ -140,9 +143,10 @@ class _Launcher:
         try:
             _runner.drive(run.execute(), clock)
         except BaseException as exc:
-            backend.fail(job.id, _runner.error_of(exc), clock.now())
+            error = _runner.error_of(exc)
+            backend.fail(job.id, error, clock.now(), worker_id=_INLINE)
             raise
-        backend.finish(job.id, clock.now())
+        backend.finish(job.id, clock.now(), worker_id=_INLINE)
         return WorkflowRun(job.id, "succeeded", Output(cls, run.outputs))
 
     def perform_later(

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import threading
 from collections.abc import Callable
@@ -203,6 +204,67 @@ def test_concurrent_claimers_never_share_a_job(
     assert set(claimed) == set(ids)
     assert backend.execution_counts()["claimed"] == JOBS
     assert backend.execution_counts()["ready"] == 0
+
+
+# -- finish_and_claim: only the worker's own jobs --
+
+
+def limited(key: str) -> NewJob:
+    return NewJob(
+        workflow="integration.W",
+        arguments={},
+        concurrency_key=key,
+        concurrency_limit=1,
+    )
+
+
+@pytest.mark.parametrize("kind", SQL_PARAMS)
+@pytest.mark.parametrize("queues", [None, ["default"]], ids=["all", "named"])
+@pytest.mark.parametrize(
+    ("limit", "waiting"),
+    [(0, 1), (1, 1), (1, 0)],
+    ids=["finish-only", "claims-one", "claims-none"],
+)
+def test_finish_and_claim_leaves_the_jobs_another_worker_claimed_again(
+    make_sql_backend: MakeBackend,
+    kind: str,
+    queues: list[str] | None,
+    limit: int,
+    waiting: int,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A's finished ids include two jobs B took over after A was presumed
+    dead (one plain, one with a concurrency key, which finishes another
+    way); only A's own two jobs are finished. The cases cover every path:
+    one statement (PostgreSQL; with or without claimed rows to report the
+    finished ids), one transaction (SQLite), and the separate calls."""
+    backend = make_sql_backend(kind)
+    lost = backend.enqueue([job(), limited("lost")], T0)
+    assert len(backend.claim(None, "A", T0, limit=2)) == 2
+    assert sorted(backend.release_claimed("A", T0 + 1)) == sorted(lost)
+    assert len(backend.claim(None, "B", T0 + 1, limit=2)) == 2
+    own = backend.enqueue([job(), limited("own")], T0 + 1)
+    assert len(backend.claim(None, "A", T0 + 1, limit=2)) == 2
+    backend.enqueue([job() for _ in range(waiting)], T0 + 2)
+    with caplog.at_level(logging.INFO, logger="job_workflow"):
+        claimed = backend.finish_and_claim(lost + own, T0 + 3, queues, "A", limit)
+    assert len(claimed) == min(limit, waiting)
+    for job_id in lost:
+        record = backend.get_job(job_id)
+        assert record is not None
+        assert (record.status, record.claimed_by) == ("claimed", "B")
+    for job_id in own:
+        record = backend.get_job(job_id)
+        assert record is not None
+        assert (record.status, record.finished_at) == ("finished", T0 + 3)
+    counts = backend.execution_counts()
+    assert counts["claimed"] == len(lost) + len(claimed)
+    stale = [
+        getattr(r, "job_id", None)
+        for r in caplog.records
+        if getattr(r, "event", None) == "job.stale_settle"
+    ]
+    assert sorted(stale) == sorted(lost)
 
 
 def _claim_in_a_process(url: str, prefix: str, worker: str, out: Any) -> None:

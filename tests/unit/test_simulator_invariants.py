@@ -115,8 +115,11 @@ class Squares(Workflow):
 class RescheduleInMilliseconds(MemoryBackend):
     """Reads a reschedule's delay as milliseconds: due a thousand times later."""
 
-    def reschedule(self, job_id: str, run_at: float, now: float) -> None:
-        super().reschedule(job_id, now + (run_at - now) * 1000, now)
+    def reschedule(
+        self, job_id: str, run_at: float, now: float, *, worker_id: str | None = None
+    ) -> bool:
+        late = now + (run_at - now) * 1000
+        return super().reschedule(job_id, late, now, worker_id=worker_id)
 
 
 class IgnoresThrottleLimit(MemoryBackend):
@@ -138,8 +141,10 @@ class IgnoresConcurrencyLimit(MemoryBackend):
 class FinishesOnReschedule(MemoryBackend):
     """Settles a rescheduled job as finished instead of scheduling it again."""
 
-    def reschedule(self, job_id: str, run_at: float, now: float) -> None:
-        self.finish(job_id, now)
+    def reschedule(
+        self, job_id: str, run_at: float, now: float, *, worker_id: str | None = None
+    ) -> bool:
+        return self.finish(job_id, now, worker_id=worker_id)
 
 
 class ForgetsIterations(MemoryBackend):

@@ -324,10 +324,13 @@ def test_stale_progress_reads_only_delay_the_waiting_parent() -> None:
 class RescheduleDropsState(MemoryBackend):
     """Reschedules a job by writing a fresh row: its progress is lost."""
 
-    def reschedule(self, job_id: str, run_at: float, now: float) -> None:
-        super().reschedule(job_id, run_at, now)
+    def reschedule(
+        self, job_id: str, run_at: float, now: float, *, worker_id: str | None = None
+    ) -> bool:
+        applied = super().reschedule(job_id, run_at, now, worker_id=worker_id)
         with self._lock:
             self._states[job_id] = JobState()
+        return applied
 
 
 def test_reschedule_keeps_the_job_state() -> None:

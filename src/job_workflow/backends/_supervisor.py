@@ -87,7 +87,9 @@ class SupervisedBackend(QueueBackend, Protocol):
         queues: Sequence[str] | None,
         worker_id: str,
         limit: int = 1,
-    ) -> list[JobRecord]: ...
+    ) -> list[JobRecord]:
+        """Finish the jobs of ``job_ids`` that ``worker_id`` holds, then claim."""
+        ...
 
     @property
     def waits_for_jobs(self) -> bool: ...
@@ -170,7 +172,9 @@ class WorkerProcess:
 
     A job whose finish is not reported yet is still claimed: should the
     process die in those milliseconds, the job runs again elsewhere, which
-    at-least-once delivery allows.
+    at-least-once delivery allows. Every settle carries the process id, so
+    a process presumed dead while it was only slow settles nothing that
+    another has claimed since.
     """
 
     def __init__(self, config: WorkerConfig, process_id: str, kind: str = "worker"):

@@ -20,6 +20,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from job_workflow.backends._settle import settled
 from job_workflow.core import _runner
 from job_workflow.core._codec import copy_json
 from job_workflow.core.ports import (
@@ -244,10 +245,16 @@ class MemoryBackend:
         heapq.heappop(self._ready[best_queue])
         return self._jobs[best[2]]
 
-    def _settle(self, job_id: str, status: JobStatus, now: float) -> _Job | None:
+    def _settle(
+        self, job_id: str, status: JobStatus, now: float, worker_id: str | None
+    ) -> _Job | None:
         job = self._jobs.get(job_id)
         if job is None or job.status in ("finished", "failed"):
             return None
+        if worker_id is not None and (
+            job.status != "claimed" or job.claimed_by != worker_id
+        ):
+            return None  # a late settle by a worker presumed dead
         was_holding = job.status in ("claimed", "ready")
         job.status = status
         self._set_claim(job, None)
@@ -257,31 +264,44 @@ class MemoryBackend:
         self._changed.notify_all()
         return job
 
-    def finish(self, job_id: str, now: float) -> None:
+    def finish(self, job_id: str, now: float, *, worker_id: str | None = None) -> bool:
         with self._lock:
-            job = self._settle(job_id, "finished", now)
+            job = self._settle(job_id, "finished", now, worker_id)
             if job is not None:
                 job.current_task = None
+        return settled(job is not None, job_id, worker_id, "finish")
 
-    def fail(self, job_id: str, error: JobError, now: float) -> None:
+    def fail(
+        self, job_id: str, error: JobError, now: float, *, worker_id: str | None = None
+    ) -> bool:
         with self._lock:
-            job = self._settle(job_id, "failed", now)
+            job = self._settle(job_id, "failed", now, worker_id)
             if job is not None:
                 job.error = error
+        return settled(job is not None, job_id, worker_id, "fail")
 
-    def reschedule(self, job_id: str, run_at: float, now: float) -> None:
+    def reschedule(
+        self, job_id: str, run_at: float, now: float, *, worker_id: str | None = None
+    ) -> bool:
         with self._lock:
-            job = self._jobs.get(job_id)
-            if job is None or job.status != "claimed":
-                return
-            self._set_claim(job, None)
-            job.run_at = run_at
-            job.status = "scheduled"
-            # A waiting job gives its concurrency slot back; it takes one
-            # again (or is blocked) when it comes due.
-            self._release_key(job)
-            heapq.heappush(self._scheduled, (run_at, job.seq, job.id))
-            self._changed.notify_all()
+            applied = self._reschedule(job_id, run_at, worker_id)
+        return settled(applied, job_id, worker_id, "reschedule")
+
+    def _reschedule(self, job_id: str, run_at: float, worker_id: str | None) -> bool:
+        job = self._jobs.get(job_id)
+        if job is None or job.status != "claimed":
+            return False
+        if worker_id is not None and job.claimed_by != worker_id:
+            return False
+        self._set_claim(job, None)
+        job.run_at = run_at
+        job.status = "scheduled"
+        # A waiting job gives its concurrency slot back; it takes one again
+        # (or is blocked) when it comes due.
+        self._release_key(job)
+        heapq.heappush(self._scheduled, (run_at, job.seq, job.id))
+        self._changed.notify_all()
+        return True
 
     def release_claimed(self, worker_id: str, now: float) -> list[str]:
         with self._lock:
@@ -518,7 +538,7 @@ class MemoryBackend:
             ]
             now = self.clock.now()
             for job in cleared:
-                self._settle(job.id, "failed", now)
+                self._settle(job.id, "failed", now, None)
                 job.error = JobError("QueueCleared", f"queue {queue!r} was cleared")
             return len(cleared)
 

@@ -102,7 +102,10 @@ class RunEnv:
     every job claimed under ``worker_id``, which is right only when a worker
     id runs one job at a time (a process running several passes its own).
     ``finish`` settles a job that did all its work instead of
-    ``backend.finish`` (a worker process sends it with its next claim).
+    ``backend.finish`` (a worker process sends it with its next claim,
+    under ``worker_id``). ``worker_id`` must be the id the job was claimed
+    under: the settles carry it, and a backend ignores a settle of a job
+    another worker holds.
     ``checkpoints`` makes the runner yield :class:`Checkpoint` effects (only
     the simulator wants them).
     """
@@ -743,12 +746,16 @@ def perform(env: RunEnv, job: JobRecord) -> Outcome | BaseException:
     except BackendUnavailableError:
         raise
     except Exception as exc:
-        backend.fail(job.id, error_of(exc), clock.now())
+        backend.fail(job.id, error_of(exc), clock.now(), worker_id=env.worker_id)
         return exc
+    # Settled under the claimer's id: should this worker have been presumed
+    # dead and the job claimed again, the backend ignores the late settle.
     if isinstance(outcome, Rescheduled):
-        backend.reschedule(job.id, outcome.run_at, clock.now())
+        backend.reschedule(job.id, outcome.run_at, clock.now(), worker_id=env.worker_id)
+    elif env.finish is not None:
+        env.finish(job.id, clock.now())
     else:
-        (env.finish or backend.finish)(job.id, clock.now())
+        backend.finish(job.id, clock.now(), worker_id=env.worker_id)
     return outcome
 
 

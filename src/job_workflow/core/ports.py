@@ -149,7 +149,14 @@ class QueueBackend(Protocol):
     itself, for ``perform_now``).
     Workers: ``claim`` ready jobs of unpaused queues (priority, then enqueue
     order), then exactly one of ``finish`` / ``fail`` / ``reschedule``;
-    ``release_claimed`` returns a dead worker's jobs to the queue;
+    ``release_claimed`` returns a dead worker's jobs to the queue.
+    A worker presumed dead may only have been slow, its job claimed again
+    by another: so the three settles take the settling worker's
+    ``worker_id`` and change nothing unless the job is still claimed by
+    it (``worker_id=None`` skips that check, for callers that claim
+    nothing). They return whether they changed the job; a refused one is
+    logged (event ``job.stale_settle``), never raised, since the late
+    worker did nothing wrong.
     ``dispatch_due`` makes due scheduled jobs ready and expires semaphore
     leases; ``next_due_time`` tells a driver when that will next matter.
     Progress: ``load_state`` (``tasks`` limits the outputs, iterations and
@@ -181,11 +188,17 @@ class QueueBackend(Protocol):
         self, queues: Sequence[str] | None, worker_id: str, now: float, limit: int = 1
     ) -> list[JobRecord]: ...
 
-    def finish(self, job_id: str, now: float) -> None: ...
+    def finish(
+        self, job_id: str, now: float, *, worker_id: str | None = None
+    ) -> bool: ...
 
-    def fail(self, job_id: str, error: JobError, now: float) -> None: ...
+    def fail(
+        self, job_id: str, error: JobError, now: float, *, worker_id: str | None = None
+    ) -> bool: ...
 
-    def reschedule(self, job_id: str, run_at: float, now: float) -> None: ...
+    def reschedule(
+        self, job_id: str, run_at: float, now: float, *, worker_id: str | None = None
+    ) -> bool: ...
 
     def release_claimed(self, worker_id: str, now: float) -> list[str]: ...
 

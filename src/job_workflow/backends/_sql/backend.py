@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, select, update
 from sqlalchemy.engine.interfaces import DBAPICursor
 
+from job_workflow.backends._settle import settled
 from job_workflow.backends._sql.database import Database, Family
 from job_workflow.backends._sql.queries import HotPath, JobRow, Queries, Sequencer
 from job_workflow.backends._sql.schema import Tables, build_tables
@@ -309,9 +310,11 @@ class SqlBackend:
             rows = self._db.statement(work, idempotent=False)
         else:
             rows = self._db.transaction(work)
-        return self._records(rows, now)
+        return self._records(rows, now, worker_id)
 
-    def _records(self, rows: Sequence[JobRow], now: float) -> list[JobRecord]:
+    def _records(
+        self, rows: Sequence[JobRow], now: float, worker_id: str
+    ) -> list[JobRecord]:
         """Claimed rows as records, in claim order; a corrupt one fails."""
         rows = sorted(rows, key=lambda row: (row["priority"], row["ready_seq"]))
         records: list[JobRecord] = []
@@ -319,7 +322,7 @@ class SqlBackend:
             try:
                 record = _record(row, strict=True)
             except CorruptPayloadError as exc:
-                self._fail_corrupt(row["id"], exc, now)
+                self._fail_corrupt(row["id"], exc, now, worker_id)
                 continue
             if record.executions == 1 and record.task_name is None:
                 self._fresh.add(record.id)
@@ -328,7 +331,9 @@ class SqlBackend:
             records.append(record)
         return records
 
-    def _fail_corrupt(self, job_id: str, exc: CorruptPayloadError, now: float) -> None:
+    def _fail_corrupt(
+        self, job_id: str, exc: CorruptPayloadError, now: float, worker_id: str
+    ) -> None:
         """A claimed job whose payload does not decode fails; the claim goes on."""
         _log.error(
             "job payload is corrupt; failing the job",
@@ -339,18 +344,20 @@ class SqlBackend:
                 "error_message": str(exc),
             },
         )
-        self.fail(job_id, JobError(CORRUPT_PAYLOAD, str(exc)), now)
+        self.fail(job_id, JobError(CORRUPT_PAYLOAD, str(exc)), now, worker_id=worker_id)
 
-    def finish(self, job_id: str, now: float) -> None:
+    def finish(self, job_id: str, now: float, *, worker_id: str | None = None) -> bool:
         self._fresh.discard(job_id)
         self._held_current(job_id)  # a finished job runs no task
         postgresql = self._db.family == "postgresql"
+        hot = self._hot
         if self._db.raw(
-            lambda cursor: self._hot.finish_claimed_unkeyed(cursor, job_id, now),
+            lambda cursor: hot.finish_claimed_unkeyed(cursor, job_id, now, worker_id),
             transaction=not postgresql,
         ):
-            return
-        self._db.transaction(lambda conn: self._q.settle(conn, job_id, "finished", now))
+            return True
+        # A keyed job, one not claimed, or one another worker holds.
+        return self._settle_finished(job_id, now, worker_id)
 
     def finish_and_claim(
         self,
@@ -366,7 +373,8 @@ class SqlBackend:
         keeps them busy. On PostgreSQL that is one statement
         (``Queries.finish_and_claim_statement``), on SQLite one transaction;
         with a list of queues, or on MySQL, the separate calls. ``limit``
-        0 only finishes.
+        0 only finishes. A job is finished only while ``worker_id`` holds
+        it, as by ``finish(job_id, now, worker_id=worker_id)``.
         """
         with self._current_flush:
             return self._finish_and_claim(job_ids, now, queues, worker_id, limit)
@@ -387,7 +395,7 @@ class SqlBackend:
             for job_id, task_name in current.items():
                 self._write_current(job_id, task_name)
             for job_id in ids:
-                self.finish(job_id, now)
+                self.finish(job_id, now, worker_id=worker_id)
             return self.claim(queues, worker_id, now, limit) if limit else []
         hot, postgresql = self._hot, self._db.family == "postgresql"
         try:
@@ -406,12 +414,18 @@ class SqlBackend:
         if finished is None:
             finished = self._finished_among(ids)
         for job_id in ids:
-            if job_id not in finished:  # keyed: its slot goes to the next
-                self._settle_finished(job_id, now)
-        return self._records(rows, now)
+            # Keyed (its slot goes to the next), or no longer ours.
+            if job_id not in finished:
+                self._settle_finished(job_id, now, worker_id)
+        return self._records(rows, now, worker_id)
 
-    def _settle_finished(self, job_id: str, now: float) -> None:
-        self._db.transaction(lambda conn: self._q.settle(conn, job_id, "finished", now))
+    def _settle_finished(self, job_id: str, now: float, worker_id: str | None) -> bool:
+        applied = self._db.transaction(
+            lambda conn: self._q.settle(
+                conn, job_id, "finished", now, worker_id=worker_id
+            )
+        )
+        return settled(applied, job_id, worker_id, "finish")
 
     def _finished_among(self, job_ids: Sequence[str]) -> set[str]:
         jobs = self.tables.jobs
@@ -420,29 +434,43 @@ class SqlBackend:
         )
         return set(self._db.statement(lambda conn: list(conn.scalars(query))))
 
-    def fail(self, job_id: str, error: JobError, now: float) -> None:
+    def fail(
+        self, job_id: str, error: JobError, now: float, *, worker_id: str | None = None
+    ) -> bool:
         self._fresh.discard(job_id)
         with self._current_flush:
             held, task_name = self._held_current(job_id)
 
-            def work(conn: Connection) -> None:
-                if held:
+            def work(conn: Connection) -> bool:
+                applied = self._q.settle(
+                    conn, job_id, "failed", now, error, worker_id=worker_id
+                )
+                # After the settle, which keeps a failed job's task: a late
+                # worker's task must not land on a job another one runs.
+                if applied and held:
                     self._q.set_current_task(conn, job_id, task_name)
-                self._q.settle(conn, job_id, "failed", now, error)
+                return applied
 
-            self._db.transaction(work)
+            applied = self._db.transaction(work)
+        return settled(applied, job_id, worker_id, "fail")
 
-    def reschedule(self, job_id: str, run_at: float, now: float) -> None:
+    def reschedule(
+        self, job_id: str, run_at: float, now: float, *, worker_id: str | None = None
+    ) -> bool:
         self._fresh.discard(job_id)
         with self._current_flush:
             held, task_name = self._held_current(job_id)
 
-            def work(conn: Connection) -> None:
-                if held:
+            def work(conn: Connection) -> bool:
+                applied = self._q.reschedule(
+                    conn, job_id, run_at, now, worker_id=worker_id
+                )
+                if applied and held:  # after, as in fail
                     self._q.set_current_task(conn, job_id, task_name)
-                self._q.reschedule(conn, job_id, run_at, now)
+                return applied
 
-            self._db.transaction(work)
+            applied = self._db.transaction(work)
+        return settled(applied, job_id, worker_id, "reschedule")
 
     def release_claimed(self, worker_id: str, now: float) -> list[str]:
         released = self._db.transaction(

@@ -608,8 +608,12 @@ class Queries:
 
         WITH gone AS (DELETE FROM claimed WHERE job_id IN (SELECT id FROM jobs
                         WHERE id = ANY(:job_ids) AND no concurrency key)
+                        AND worker_id = :worker_id
                       RETURNING job_id)
         UPDATE jobs SET status = 'finished', ... FROM gone RETURNING id
+
+        Only the claims of ``worker_id``: a job released from a worker
+        presumed dead and claimed by another is not this worker's to finish.
 
         Both tables are reached through the ids (primary keys), so even the
         generic plan PostgreSQL settles on for a prepared statement (with
@@ -620,7 +624,10 @@ class Queries:
         unkeyed = select(jobs.c.id).where(jobs.c.id == any_(job_ids), _unkeyed(jobs))
         gone = (
             delete(claimed)
-            .where(claimed.c.job_id.in_(unkeyed))
+            .where(
+                claimed.c.job_id.in_(unkeyed),
+                claimed.c.worker_id == bindparam("worker_id", type_=String),
+            )
             .returning(claimed.c.job_id)
             .cte("gone")
         )
@@ -690,11 +697,12 @@ class Queries:
         finished = _FINISHED
         if self.family == "postgresql":
             # WITH gone AS (DELETE FROM claimed WHERE job_id = :job_id AND
+            #               worker_id = coalesce(:worker_id, worker_id) AND
             #               the job has no concurrency key RETURNING job_id)
             # UPDATE jobs SET status = 'finished', ... FROM gone
             gone = (
                 delete(claimed)
-                .where(claimed.c.job_id == job_id)
+                .where(claimed.c.job_id == job_id, _held_by(claimed.c.worker_id))
                 .where(select(jobs.c.id).where(jobs.c.id == job_id, unkeyed).exists())
                 .returning(claimed.c.job_id)
                 .cte("gone")
@@ -708,7 +716,12 @@ class Queries:
             return
         self._finish_fast = (
             update(jobs)
-            .where(jobs.c.id == job_id, jobs.c.status == "claimed", unkeyed)
+            .where(
+                jobs.c.id == job_id,
+                jobs.c.status == "claimed",
+                _held_by(jobs.c.claimed_by),
+                unkeyed,
+            )
             .values(finished)
         )
         self._unclaim = delete(claimed).where(claimed.c.job_id == job_id)
@@ -720,18 +733,28 @@ class Queries:
         status: str,
         now: float,
         error: JobError | None = None,
-    ) -> None:
-        """Finish or fail a job that is not finished yet; release its slot."""
+        worker_id: str | None = None,
+    ) -> bool:
+        """Finish or fail a job that is not finished yet; release its slot.
+
+        With ``worker_id``, only a job that worker holds the claim of.
+        Returns whether the job was settled.
+        """
         t = self.t
         row = conn.execute(
             select(
-                t.jobs.c.status, t.jobs.c.concurrency_key, t.jobs.c.concurrency_limit
+                t.jobs.c.status,
+                t.jobs.c.claimed_by,
+                t.jobs.c.concurrency_key,
+                t.jobs.c.concurrency_limit,
             )
             .where(t.jobs.c.id == job_id)
             .with_for_update()
         ).first()
         if row is None or row.status in TERMINAL_STATUSES:
-            return
+            return False
+        if worker_id is not None and not _holds(row, worker_id):
+            return False
         conn.execute(
             update(t.jobs)
             .where(t.jobs.c.id == job_id)
@@ -754,6 +777,7 @@ class Queries:
             )
         if row.status in ("claimed", "ready") and is_keyed(row):
             self.release_slot(conn, row.concurrency_key, now)
+        return True
 
     def _drop_execution(self, conn: Connection, job_id: str, status: str) -> None:
         table = {
@@ -766,15 +790,26 @@ class Queries:
             conn.execute(delete(table).where(table.c.job_id == job_id))
 
     def reschedule(
-        self, conn: Connection, job_id: str, run_at: float, now: float
-    ) -> None:
-        """Claimed execution out, scheduled execution in: one transaction."""
+        self,
+        conn: Connection,
+        job_id: str,
+        run_at: float,
+        now: float,
+        worker_id: str | None = None,
+    ) -> bool:
+        """Claimed execution out, scheduled execution in: one transaction.
+
+        With ``worker_id``, only a job that worker holds the claim of.
+        Returns whether the job was rescheduled.
+        """
         t = self.t
         row = conn.execute(
             select(t.jobs).where(t.jobs.c.id == job_id).with_for_update()
         ).first()
         if row is None or row.status != "claimed":
-            return
+            return False
+        if worker_id is not None and not _holds(row, worker_id):
+            return False
         conn.execute(
             update(t.jobs)
             .where(t.jobs.c.id == job_id)
@@ -796,6 +831,7 @@ class Queries:
         if is_keyed(row):
             # It waits elsewhere meanwhile; it takes a slot again when due.
             self.release_slot(conn, row.concurrency_key, now)
+        return True
 
     def release_claimed(
         self,
@@ -1189,10 +1225,15 @@ class HotPath:
         self.record_done.run(cursor, values)
 
     def finish_claimed_unkeyed(
-        self, cursor: DBAPICursor, job_id: str, now: float
+        self, cursor: DBAPICursor, job_id: str, now: float, worker_id: str | None
     ) -> bool:
-        """See :meth:`Queries.finish_claimed_unkeyed`; a transaction elsewhere."""
-        values = {"job_id": job_id, "now": now}
+        """Finish a claimed job without a concurrency key, held by ``worker_id``.
+
+        ``worker_id`` None: whoever holds it. False when the job is not such
+        a job: it needs :meth:`Queries.settle`, or nothing. One statement on
+        PostgreSQL, two in the caller's transaction elsewhere.
+        """
+        values = {"job_id": job_id, "now": now, "worker_id": worker_id}
         if self.family == "postgresql":
             return self.finish.run(cursor, values).fetchone() is not None
         if self.finish.run(cursor, values).rowcount != 1:
@@ -1229,6 +1270,9 @@ class HotPath:
     ) -> tuple[set[str] | None, list[dict[str, Any]]]:
         """Finish ``job_ids`` the fast way and claim up to ``limit`` jobs.
 
+        Only the jobs ``worker_id`` holds are finished (see
+        :meth:`Queries._finish_many`).
+
         ``current`` sets the current task of other claimed jobs on the way.
         Returns the ids the fast finish settled (None: unknown, as nothing
         was claimed) and the claimed rows. One statement on PostgreSQL;
@@ -1240,7 +1284,7 @@ class HotPath:
             finished = {
                 job_id
                 for job_id in job_ids
-                if self.finish_claimed_unkeyed(cursor, job_id, now)
+                if self.finish_claimed_unkeyed(cursor, job_id, now, worker_id)
             }
             claimed = self.claim(cursor, worker_id, now, limit) if limit else []
             return finished, claimed
@@ -1294,6 +1338,22 @@ class HotPath:
 def _dicts(cursor: DBAPICursor) -> list[dict[str, Any]]:
     names = [column[0] for column in cursor.description or ()]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _held_by(claimer: ColumnElement[Any]) -> ColumnElement[bool]:
+    """The job's ``claimer`` column equals parameter ``worker_id``, if given.
+
+    A NULL parameter matches any claimer: one statement serves the checked
+    settle and the unchecked one, at the cost of a comparison on a row
+    already found by its primary key.
+    """
+    worker_id = bindparam("worker_id", type_=String)
+    return claimer == func.coalesce(worker_id, claimer)
+
+
+def _holds(row: AnyRow, worker_id: str) -> bool:
+    """Whether ``worker_id`` holds the claim of the job in ``row``."""
+    return bool(row.status == "claimed" and row.claimed_by == worker_id)
 
 
 def _unkeyed(jobs: Table) -> ColumnElement[bool]:
