@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -142,7 +142,7 @@ class Guarded(Workflow):
     """One call with a 5 s timeout and one retry a minute later."""
 
     name = "tests.sim_basics.guarded"
-    calls: list[int] = []
+    calls: ClassVar[list[int]] = []
 
     @task(
         timeout=5,

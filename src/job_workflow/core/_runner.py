@@ -144,6 +144,16 @@ class JobRun:
             self._payload["trace_context"] = job.metadata["trace_context"]
         self._attempt_started = 0.0
         self._workflow_dry_run = _workflow_dry_run(self.workflow)
+        self._abandoned = False
+
+    def abandon(self) -> None:
+        """The worker running this job died: it cleans nothing up.
+
+        Closing the job's generator afterwards runs its ``finally`` blocks,
+        which then release no throttle lease (a dead process's lease
+        expires with its ttl). For the simulator's crashed workers.
+        """
+        self._abandoned = True
 
     # -- helpers used by Context --
 
@@ -479,7 +489,7 @@ class JobRun:
             yield Checkpoint("after_body", task.name, index)
             return data
         finally:
-            if throttle is not None:
+            if throttle is not None and not self._abandoned:
                 self._release(key, throttle.limit, holder)
 
     def _call(

@@ -175,7 +175,6 @@ class Simulation:
         self._recorded: set[tuple[str, str, int]] = set()
         self._reruns: list[tuple[str, str, int]] = []
         self._touched: set[str] = set()  # jobs delivered to two workers at once
-        self._graveyard: list[Generator[Effect, None, Outcome]] = []
         self._start = start
         self._elapsed_at, self._elapsed_value = start, 0.0
 
@@ -679,10 +678,14 @@ class Simulation:
         # recorded, so a rerun there is a bug the invariant reports.
         if job is not None and worker.counted:
             self._metrics.stop(job)
-        # Keep the generator referenced: closing it would run its cleanup
-        # (releasing throttles), which a dead process never does.
+        # A dead process cleans nothing up: its run is abandoned first, so
+        # closing the generator now releases no throttle (the lease expires
+        # on its own). Closed here, not by the collector at some later
+        # moment, where its events would land in whatever run is current.
+        if worker.run is not None:
+            worker.run.abandon()
         if worker.gen is not None:
-            self._graveyard.append(worker.gen)
+            worker.gen.close()
         dead = worker.id
         self._idle.discard(worker.index)
         worker.status, worker.gen, worker.run, worker.job = "crashed", None, None, None
