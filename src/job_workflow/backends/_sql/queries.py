@@ -644,6 +644,10 @@ class Queries:
         UPDATE jobs SET current_task = v.task
         FROM unnest(:current_ids, :current_tasks) AS v(id, task)
         WHERE jobs.id = v.id AND jobs.status = 'claimed'
+          AND jobs.claimed_by = :worker_id
+
+        Only the sender's own claims: a process presumed dead must not
+        label the run of a job claimed again elsewhere.
         """
         jobs = self.t.jobs
         pairs = (
@@ -656,7 +660,11 @@ class Queries:
         )
         return (
             update(jobs)
-            .where(jobs.c.id == pairs.c.id, jobs.c.status == "claimed")
+            .where(
+                jobs.c.id == pairs.c.id,
+                jobs.c.status == "claimed",
+                jobs.c.claimed_by == bindparam("worker_id"),
+            )
             .values(current_task=pairs.c.task)
             .returning(jobs.c.id)
         )
