@@ -233,16 +233,18 @@ class Simulation:
         thresholds = gc.get_threshold()
         gc.set_threshold(max(thresholds[0], _GC_THRESHOLD), *thresholds[1:])
         try:
+            keep_cron = until is not None
             while not self._deadlocked:
                 self._fire_timers()
                 self.backend.dispatch_due(self.clock.now())
-                if self._step_workers() and self._due_now():
+                progressed = self._step_workers()
+                moment = self._next_moment(keep_cron)
+                if progressed and self._due_now(moment):
                     continue
                 if self._starved():
                     self._deadlocked = True
                     self._record(None, "simulation.deadlock", None, {})
                     break
-                moment = self._next_moment(until is not None)
                 if moment is None:
                     if self._unfinished():
                         self._deadlocked = True
@@ -284,27 +286,19 @@ class Simulation:
                 self._wake_later(worker)
         return progressed
 
-    def _due_now(self) -> bool:
-        """Could another pass at this instant move anything?
+    def _due_now(self, moment: float | None) -> bool:
+        """After a pass that moved: could another at this instant move more?
 
-        Cheaper than a pass that finds nothing: after one that moved, most
-        instants have nothing more to do, and the loop goes on to the next.
+        ``moment`` is the next wake-up or due job (:meth:`_next_moment`).
+        Cheaper than a pass that finds nothing: most instants are done
+        after one pass, and the loop goes on to the next.
         """
-        now, heap, workers = self.clock.now(), self._wakeups, self._workers
-        while heap:
-            at, index, stamp = heap[0]
-            worker = workers[index]
-            if worker.stamp == stamp and worker.status == "running":
-                if at <= now:
-                    return True
-                break
-            heapq.heappop(heap)
+        now = self.clock.now()
+        if moment is not None and moment <= now:
+            return True
         if self._timers and self._timers[0].at <= now:
             return True
-        if self._idle and self._may_claim():
-            return True
-        due = self.backend.next_due_time()
-        return due is not None and due <= now
+        return bool(self._idle) and self._may_claim()
 
     def _wake_later(self, worker: _Worker) -> None:
         worker.stamp += 1
@@ -326,10 +320,15 @@ class Simulation:
         due = self.backend.next_due_time()
         if due is not None:
             moments.append(due)
-        for timer in self._timers:
-            if timer.kind != "cron" or keep_cron:
-                moments.append(timer.at)
-                break  # the heap's first live timer is the earliest
+        timers = self._timers
+        if timers and (keep_cron or timers[0].kind != "cron"):
+            moments.append(timers[0].at)  # the heap's first is the earliest
+        elif timers:
+            # Without cron (running until idle), the earliest other timer;
+            # the heap orders only its first entry, so look at each.
+            other = [t.at for t in timers if t.kind != "cron"]
+            if other:
+                moments.append(min(other))
         return min(moments) if moments else None
 
     def _unfinished(self) -> bool:
