@@ -214,9 +214,9 @@ class QueueBackend(Protocol):
 
     def sub_job_progress(self, parent_id: str, task_name: str) -> SubJobProgress: ...
 
-    def load_state(
-        self, job_id: str, tasks: Collection[str] | None = None
-    ) -> JobState: ...
+    def load_state(self, job_id: str, tasks: Collection[str] | None = None) -> JobState:
+        """The job's progress, as the caller's own copy (it may change it)."""
+        ...
 
     def record_iteration(
         self,
