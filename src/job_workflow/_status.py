@@ -17,7 +17,13 @@ from job_workflow.core._arguments import Arguments
 from job_workflow.core._context import Output, TaskOutput
 from job_workflow.core._runner import decode_output
 from job_workflow.core._workflow import registry
-from job_workflow.core.ports import Clock, JobError, JobRecord, QueueBackend
+from job_workflow.core.ports import (
+    Clock,
+    JobError,
+    JobRecord,
+    JobStatus,
+    QueueBackend,
+)
 from job_workflow.errors import UnknownWorkflowError, WorkflowNotFoundError
 
 Status = Literal["pending", "running", "succeeded", "failed"]
@@ -35,11 +41,16 @@ _JOB_STATUS: dict[str, Status] = {
 def aggregate_status(job: JobRecord, sub_jobs: list[JobRecord]) -> Status:
     """pending / running / succeeded / failed over a job and its sub-jobs."""
     statuses = [job.status, *(sub.status for sub in sub_jobs)]
+    return aggregate(statuses, job.executions)
+
+
+def aggregate(statuses: list[JobStatus], executions: int) -> Status:
+    """The aggregate of a job's status (first) and its sub-jobs' statuses."""
     if "failed" in statuses:
         return "failed"
-    if all(status == "finished" for status in statuses):
+    if statuses.count("finished") == len(statuses):
         return "succeeded"
-    if job.executions == 0 and job.status != "claimed":
+    if executions == 0 and statuses[0] != "claimed":
         return "pending"
     return "running"
 

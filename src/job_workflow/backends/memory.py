@@ -366,23 +366,43 @@ class MemoryBackend:
                 ids = itertools.chain.from_iterable(by_task.values())
             return [self._jobs[i].snapshot() for i in ids if i in self._jobs]
 
+    def _tree_statuses(self, job_id: str) -> tuple[list[JobStatus], int] | None:
+        """A job's status, then its sub-jobs', and its executions.
+
+        What an aggregate status needs, without a record per job (the
+        simulator asks for every workflow it ran).
+        """
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                return None
+            everyone = self._jobs
+            statuses = [job.status]
+            for ids in self._children.get(job_id, {}).values():
+                statuses.extend(everyone[i].status for i in ids)
+            return statuses, job.executions
+
+    def _all_settled(self) -> bool:
+        """Whether every job finished or failed."""
+        with self._lock:
+            return all(
+                job.status in ("finished", "failed") for job in self._jobs.values()
+            )
+
     def sub_job_progress(self, parent_id: str, task_name: str) -> SubJobProgress:
         with self._lock:
-            everyone = self._jobs
-            total = pending = 0
-            failed: list[_Job] = []
-            for job_id in self._children.get(parent_id, {}).get(task_name, ()):
-                job = everyone.get(job_id)
-                if job is None:
-                    continue
-                total += 1
-                status = job.status
-                if status == "failed":
-                    failed.append(job)
-                elif status != "finished":
-                    pending += 1
-            failed.sort(key=lambda j: j.spec.each_index or 0)
-            return SubJobProgress(total, pending, tuple(job.id for job in failed))
+            # Asked at every poll of a waiting parent: count in C, not a loop.
+            everyone = self._jobs  # jobs are never removed
+            ids = self._children.get(parent_id, {}).get(task_name, ())
+            statuses = [everyone[job_id].status for job_id in ids]
+            failures = statuses.count("failed")
+            pending = len(statuses) - failures - statuses.count("finished")
+            failed: tuple[str, ...] = ()
+            if failures:
+                jobs = [everyone[i] for i in ids if everyone[i].status == "failed"]
+                jobs.sort(key=lambda j: j.spec.each_index or 0)
+                failed = tuple(job.id for job in jobs)
+            return SubJobProgress(len(statuses), pending, failed)
 
     def load_state(self, job_id: str, tasks: Collection[str] | None = None) -> JobState:
         with self._lock:
