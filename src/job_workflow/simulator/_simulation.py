@@ -234,10 +234,14 @@ class Simulation:
         gc.set_threshold(max(thresholds[0], _GC_THRESHOLD), *thresholds[1:])
         try:
             keep_cron = until is not None
+            clock, timers = self.clock, self._timers
+            dispatch = self.backend.dispatch_due
             while not self._deadlocked:
-                self._fire_timers()
-                self.backend.dispatch_due(self.clock.now())
-                progressed = self._step_workers()
+                now = clock.now()
+                if timers and timers[0].at <= now:
+                    self._fire_timers()
+                dispatch(now)
+                progressed = self._step_workers(now)
                 moment = self._next_moment(keep_cron)
                 if progressed and self._due_now(moment):
                     continue
@@ -252,34 +256,40 @@ class Simulation:
                     break
                 if until is not None and moment > until:
                     break
-                self.clock.advance_to(moment)
+                clock.advance_to(moment)
         finally:
             gc.set_threshold(*thresholds)
             subscription.unsubscribe()
 
-    def _step_workers(self) -> bool:
+    def _step_workers(self, now: float) -> bool:
         """Step, in worker order, every idle worker and every one now due.
 
         Only those are visited (a heap of wake-up times, the set of idle
         workers), so a pass costs what moves, not the number of workers.
         """
-        now, workers, heap = self.clock.now(), self._workers, self._wakeups
+        workers, heap = self._workers, self._wakeups
         due: list[int] = []
         while heap and heap[0][0] <= now:
             _, index, stamp = heapq.heappop(heap)
-            if workers[index].stamp == stamp and workers[index].status == "running":
+            worker = workers[index]
+            if worker.stamp == stamp and worker.status == "running":
                 due.append(index)
         if self._idle and self._may_claim():
             due.extend(self._idle)
         if not due:
             return False
+        if len(due) > 1:
+            due.sort()
+        clock_now = self.clock.now  # a body may move time (ctx.throttle)
         progressed = False
-        for index in sorted(due) if len(due) > 1 else due:
+        for index in due:
             worker = workers[index]
-            if worker.status == "idle":
-                if self._may_claim() and self._claim(worker):
-                    progressed = True
-            elif worker.status == "running" and worker.wake_at <= self.clock.now():
+            status = worker.status
+            if status == "idle":
+                if not (self._may_claim() and self._claim(worker)):
+                    continue
+                progressed = True
+            elif status == "running" and worker.wake_at <= clock_now():
                 self._advance(worker)
                 progressed = True
             if worker.status == "running":
@@ -311,30 +321,33 @@ class Simulation:
 
     def _next_moment(self, keep_cron: bool) -> float | None:
         heap, workers = self._wakeups, self._workers
-        while heap and (
-            workers[heap[0][1]].stamp != heap[0][2]
-            or workers[heap[0][1]].status != "running"
-        ):
+        while heap:
+            _, index, stamp = heap[0]
+            worker = workers[index]
+            if worker.stamp == stamp and worker.status == "running":
+                break
             heapq.heappop(heap)
-        moments = [heap[0][0]] if heap else []
+        best = heap[0][0] if heap else None
         due = self.backend.next_due_time()
-        if due is not None:
-            moments.append(due)
+        if due is not None and (best is None or due < best):
+            best = due
         timers = self._timers
-        if timers and (keep_cron or timers[0].kind != "cron"):
-            moments.append(timers[0].at)  # the heap's first is the earliest
-        elif timers:
-            # Without cron (running until idle), the earliest other timer;
-            # the heap orders only its first entry, so look at each.
-            other = [t.at for t in timers if t.kind != "cron"]
-            if other:
-                moments.append(min(other))
-        return min(moments) if moments else None
+        if timers:
+            if keep_cron or timers[0].kind != "cron":
+                at: float | None = timers[0].at  # the heap's first is the earliest
+            else:
+                # Without cron (running until idle), the earliest other timer;
+                # the heap orders only its first entry, so look at each.
+                at = min((t.at for t in timers if t.kind != "cron"), default=None)
+            if at is not None and (best is None or at < best):
+                best = at
+        return best
 
     def _unfinished(self) -> bool:
-        return any(
-            job.status not in ("finished", "failed") for job in self.backend.jobs()
-        )
+        backend = self.backend
+        if isinstance(backend, MemoryBackend):
+            return not backend._all_settled()
+        return any(job.status not in ("finished", "failed") for job in backend.jobs())
 
     def _starved(self) -> bool:
         """No progress is possible: the only running jobs poll forever.
@@ -415,10 +428,12 @@ class Simulation:
     def _advance(self, worker: _Worker) -> None:
         """Step one worker until it waits, finishes or crashes."""
         self._current = worker
+        odds, draw = self._odds["backend_errors"], self.rng.random
         try:
-            self._close_wait(worker)
+            if worker.wait is not None:
+                self._close_wait(worker)
             while worker.status == "running":
-                if self._strikes("backend_errors"):
+                if odds > 0 and draw() < odds:  # _strikes("backend_errors"), inline
                     self._crash(worker, "backend_error", worker.job, _task_of(worker))
                     return
                 effect = self._next_effect(worker)
@@ -438,23 +453,29 @@ class Simulation:
                 worker.started = True
                 return next(gen)
             effect = gen.send(None)
-            self._mark_recorded(worker)
+            if worker.recording is not None:
+                self._mark_recorded(worker)
             return effect
         except StopIteration as stop:
-            self._mark_recorded(worker)
-            self._close_body(worker)
+            if worker.recording is not None:
+                self._mark_recorded(worker)
+            if worker.body is not None:
+                self._close_body(worker)
             self._settle(worker, stop.value)
         except Exception as exc:
-            self._close_body(worker)
+            if worker.body is not None:
+                self._close_body(worker)
             self._fail(worker, exc)
         return None
 
     def _handle(self, worker: _Worker, effect: Effect) -> bool:
         """Apply one effect; True when the worker can go on at once."""
         if isinstance(effect, Sleep):
-            self._close_body(worker)
-            worker.wait, worker.wait_started = effect, self.clock.now()
-            worker.wake_at = self.clock.now() + effect.seconds
+            if worker.body is not None:
+                self._close_body(worker)
+            now = self.clock.now()
+            worker.wait, worker.wait_started = effect, now
+            worker.wake_at = now + effect.seconds
             if effect.reason in ("poll", "poll_only"):
                 if worker.poll_epoch != self._epoch:
                     worker.poll_epoch, worker.idle_polls = self._epoch, 0
@@ -466,8 +487,10 @@ class Simulation:
         kind = point.point
         if kind == "after_body" or kind == "body_failed":
             return self._charge(worker)
-        self._close_body(worker)
-        if self._strikes("crashes") and kind in self.faults.crash_points:
+        if worker.body is not None:
+            self._close_body(worker)
+        odds = self._odds["crashes"]  # _strikes("crashes"), inline
+        if odds > 0 and self.rng.random() < odds and kind in self.faults.crash_points:
             self._crash(worker, kind, worker.job, point.task)
             return False
         if kind == "before_body":
@@ -660,6 +683,8 @@ class Simulation:
     def _release(self, worker: _Worker) -> None:
         if worker.job is not None and worker.counted:
             self._metrics.stop(worker.job)
+        if worker.run is not None:
+            worker.run.dispose()
         worker.status, worker.job, worker.run, worker.gen = "idle", None, None, None
         worker.wait = None
         self._idle.add(worker.index)
@@ -685,6 +710,8 @@ class Simulation:
             worker.run.abandon()
         if worker.gen is not None:
             worker.gen.close()
+        if worker.run is not None:
+            worker.run.dispose()
         dead = worker.id
         self._idle.discard(worker.index)
         worker.status, worker.gen, worker.run, worker.job = "crashed", None, None, None
@@ -791,7 +818,7 @@ class Simulation:
 
     def _elapsed(self) -> float:
         """Virtual seconds since the start, rounded (computed once per instant)."""
-        now = self.clock.now()
+        now = self.clock._now
         if now != self._elapsed_at:
             self._elapsed_at = now
             self._elapsed_value = round(now - self._start, 9)
@@ -799,15 +826,21 @@ class Simulation:
 
     def result(self) -> SimulationResult:
         """The outcome so far (the simulation may go on afterwards)."""
-        from job_workflow._status import aggregate_status
+        from job_workflow._status import aggregate, aggregate_status
 
         statuses: dict[str, str] = {}
         outputs: dict[str, dict[str, list[dict[str, Any]]]] = {}
         backend = self.backend
+        memory = backend if isinstance(backend, MemoryBackend) else None
         for job_id, _, _ in self._enqueued:
-            job = backend.get_job(job_id)
-            assert job is not None, "the simulation's backend lost a job"
-            statuses[job_id] = aggregate_status(job, backend.sub_jobs(job_id))
+            if memory is not None:  # no record per job: a run has thousands
+                tree = memory._tree_statuses(job_id)
+                assert tree is not None, "the simulation's backend lost a job"
+                statuses[job_id] = aggregate(*tree)
+            else:
+                job = backend.get_job(job_id)
+                assert job is not None, "the simulation's backend lost a job"
+                statuses[job_id] = aggregate_status(job, backend.sub_jobs(job_id))
             state = backend.load_state(job_id)
             outputs[job_id] = {
                 task: [by_index[i] for i in sorted(by_index)]
