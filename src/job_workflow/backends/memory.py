@@ -109,6 +109,7 @@ class MemoryBackend:
         self._seq = itertools.count()
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
+        self._waiting = 0  # threads in self._changed.wait()
         self._jobs: dict[str, _Job] = {}
         self._ready: dict[str, list[tuple[int, int, str]]] = {}
         # Bumped whenever a job may have become claimable: a caller that
@@ -126,6 +127,12 @@ class MemoryBackend:
         self._processes: dict[str, dict[str, Any]] = {}
         self._recurring: set[tuple[str, float]] = set()
 
+    def _notify(self) -> None:
+        # Only drain()'s idle workers wait on the condition; skip the wake-up
+        # call when none does (the simulator settles thousands of jobs).
+        if self._waiting:
+            self._changed.notify_all()
+
     @property
     def clock(self) -> Clock:
         if self._clock is not None:
@@ -139,7 +146,7 @@ class MemoryBackend:
     def enqueue(self, jobs: Sequence[NewJob], now: float) -> list[str]:
         with self._lock:
             ids = [self._add(spec, now).id for spec in jobs]
-            self._changed.notify_all()
+            self._notify()
         if self.mode == "inline":
             self._run_inline(ids)
         return ids
@@ -261,7 +268,7 @@ class MemoryBackend:
         job.finished_at = now
         if was_holding:
             self._release_key(job)
-        self._changed.notify_all()
+        self._notify()
         return job
 
     def finish(self, job_id: str, now: float, *, worker_id: str | None = None) -> bool:
@@ -300,7 +307,7 @@ class MemoryBackend:
         # (or is blocked) when it comes due.
         self._release_key(job)
         heapq.heappush(self._scheduled, (run_at, job.seq, job.id))
-        self._changed.notify_all()
+        self._notify()
         return True
 
     def release_claimed(self, worker_id: str, now: float) -> list[str]:
@@ -315,7 +322,7 @@ class MemoryBackend:
             for job in released:
                 job.claimed_by = None
                 self._push_ready(job)
-            self._changed.notify_all()
+            self._notify()
             return [job.id for job in released]
 
     def dispatch_due(self, now: float) -> int:
@@ -333,7 +340,7 @@ class MemoryBackend:
             for semaphore in self._semaphores.values():
                 semaphore.expire(now)
             if moved:
-                self._changed.notify_all()
+                self._notify()
         return moved
 
     def next_due_time(self) -> float | None:
@@ -493,7 +500,7 @@ class MemoryBackend:
             if semaphore is None or holder not in semaphore.holders:
                 return False
             del semaphore.holders[holder]
-            self._changed.notify_all()
+            self._notify()
             return True
 
     def semaphore_statistics(self, key: str, now: float) -> SemaphoreStatistics:
@@ -519,7 +526,7 @@ class MemoryBackend:
         with self._lock:
             self._paused.discard(queue)
             self._ready_version += 1
-            self._changed.notify_all()
+            self._notify()
         if self.mode == "inline":
             self._run_inline(
                 [job.id for job in self._jobs_in(queue) if job.status == "ready"]
@@ -719,19 +726,23 @@ class MemoryBackend:
             errors.append(exc)
             stop.set()
             with self._lock:
-                self._changed.notify_all()
+                self._notify()
 
     def _idle_wait(self, clock: Clock, stop: threading.Event) -> bool:
         """Wait for work; True when the queue is quiescent and the worker stops."""
         with self._lock:
             if self._quiescent():
                 stop.set()
-                self._changed.notify_all()
+                self._notify()
                 return True
             due = self.next_due_time()
             running = any(j.status == "claimed" for j in self._jobs.values())
             if due is None or running:
-                self._changed.wait(timeout=0.05)
+                self._waiting += 1
+                try:
+                    self._changed.wait(timeout=0.05)
+                finally:
+                    self._waiting -= 1
                 return False
         clock.sleep(max(0.0, due - clock.now()))
         return False
