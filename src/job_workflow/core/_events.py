@@ -95,7 +95,11 @@ class EventBus:
     def emit(
         self, name: str, payload: dict[str, Any], duration_ms: float | None = None
     ) -> None:
-        handlers = self.handlers(name) if self._subscriptions else ()
+        if not self._subscriptions:
+            return
+        handlers = self._cache.get(name)
+        if handlers is None:
+            handlers = self.handlers(name)
         if not handlers:
             return
         event = Event(name, payload, duration_ms)

@@ -13,6 +13,7 @@ visited in the same order, so one seed gives one trace.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import gc
 import heapq
 import itertools
@@ -49,6 +50,13 @@ RunFactory = Callable[[RunEnv, JobRecord], JobRun]
 DEFAULT_START = 1_700_000_000.0
 _GC_THRESHOLD = 20_000  # see Simulation._loop
 _PENDING_CHANGES = ("restart", "recover", "late_finish")  # timers that may unblock
+_COUNTED_EVENTS = frozenset({"task.retry", "throttle.acquire.complete"})
+# A trace entry from its fields without the named tuple's Python-level
+# __new__ (the simulation records several per job).
+_new_entry = cast(
+    Callable[[tuple[float, str | None, str, str | None, dict[str, Any]]], TraceEntry],
+    functools.partial(tuple.__new__, TraceEntry),
+)
 # The payload fields a trace entry keeps.
 _TRACE_KEYS = frozenset(
     {
@@ -612,10 +620,12 @@ class Simulation:
 
     def _duration(self, worker: _Worker, task: str | None) -> float:
         spec: Any = self._durations
-        if isinstance(spec, Mapping):
-            spec = spec.get(task or "", self._default_duration)
         if spec is None:
             spec = self._default_duration
+        elif isinstance(spec, Mapping):
+            spec = spec.get(task or "", self._default_duration)
+            if spec is None:
+                spec = self._default_duration
         if callable(spec):
             assert worker.run is not None
             value = float(spec(worker.run.ctx, self.rng))
@@ -780,22 +790,28 @@ class Simulation:
 
     def _on_event(self, event: Event) -> None:
         payload, name = event.payload, event.name
-        if name == "task.retry":
-            self._metrics.retries += 1
-        elif name == "throttle.acquire.complete":
-            self._limits[str(payload["concurrency_key"])] = int(
-                payload["concurrency_limit"]
-            )
+        if name in _COUNTED_EVENTS:
+            if name == "task.retry":
+                self._metrics.retries += 1
+            else:
+                self._limits[str(payload["concurrency_key"])] = int(
+                    payload["concurrency_limit"]
+                )
         keys = _TRACE_KEYS
         detail = {k: v for k, v in payload.items() if k in keys and v is not None}
         worker = self._current
+        now = self.clock._now
+        if now != self._elapsed_at:
+            self._elapsed()
         self._trace.append(
-            TraceEntry(
-                self._elapsed(),
-                worker.id if worker else None,
-                name,
-                payload.get("job_id"),
-                detail,
+            _new_entry(
+                (
+                    self._elapsed_value,
+                    None if worker is None else worker.id,
+                    name,
+                    payload.get("job_id"),
+                    detail,
+                )
             )
         )
 
@@ -804,15 +820,20 @@ class Simulation:
         worker: _Worker | None,
         name: str,
         job_id: str | None,
-        detail: Mapping[str, Any],
+        detail: dict[str, Any],
     ) -> None:
+        """Add a trace entry of the simulation's own; ``detail`` is kept as is."""
+        if self.clock._now != self._elapsed_at:
+            self._elapsed()
         self._trace.append(
-            TraceEntry(
-                self._elapsed(),
-                worker.id if worker else None,
-                name,
-                job_id,
-                dict(detail),
+            _new_entry(
+                (
+                    self._elapsed_value,
+                    None if worker is None else worker.id,
+                    name,
+                    job_id,
+                    detail,
+                )
             )
         )
 
