@@ -770,8 +770,11 @@ def perform(env: RunEnv, job: JobRecord) -> Outcome | BaseException:
     at fault, and the worker gives it back once the backend answers.
     """
     backend, clock = env.backend, env.clock
-    run = JobRun(env, job)
+    run: JobRun | None = None
     try:
+        # Inside the try: an unknown workflow or a broken payload fails
+        # the job here, when the run is built.
+        run = JobRun(env, job)
         outcome = drive(run.execute(), clock, env.interrupted)
     except Interrupted as exc:
         if env.hand_back is not None:
@@ -785,7 +788,8 @@ def perform(env: RunEnv, job: JobRecord) -> Outcome | BaseException:
         backend.fail(job.id, error_of(exc), clock.now(), worker_id=env.worker_id)
         return exc
     finally:
-        run.dispose()
+        if run is not None:
+            run.dispose()
     # Settled under the claimer's id: should this worker have been presumed
     # dead and the job claimed again, the backend ignores the late settle.
     if isinstance(outcome, Rescheduled):
