@@ -20,6 +20,7 @@ from typing import Any
 JSONValue = Any  # JSON-compatible: None, bool, int, float, str, list, dict[str, ...]
 
 _SCALARS = (str, int, float, bool, type(None))
+_EXACT_SCALARS = frozenset({str, int, float, bool})
 
 
 class CodecError(Exception):
@@ -42,6 +43,8 @@ def check(value: Any, tp: Any, path: str = "") -> None:
     """Raise CodecError when ``value`` is not an instance of ``tp``."""
     if tp is Any or tp is object:
         return
+    if tp is type(value) and tp in _EXACT_SCALARS:
+        return  # the common output field, answered before any typing call
     origin = typing.get_origin(tp)
     if origin is None:
         _check_plain(value, tp, path)
