@@ -146,6 +146,8 @@ class _Launcher:
             error = _runner.error_of(exc)
             backend.fail(job.id, error, clock.now(), worker_id=_INLINE)
             raise
+        finally:
+            run.dispose()
         backend.finish(job.id, clock.now(), worker_id=_INLINE)
         return WorkflowRun(job.id, "succeeded", Output(cls, run.outputs))
 

@@ -414,3 +414,26 @@ def test_runtime_throttle_emits_the_same_events(backend, clock):
         "tests.queued.observed_write"
     }
     assert {e.payload["concurrency_limit"] for e in captured} == {2}
+
+
+def test_a_context_kept_after_its_run_still_throttles(backend, clock):
+    """A worker unlinks a finished run from its context; a task that kept the
+    context can still take and give back a lease through it."""
+    kept = []
+
+    class Keeper(Workflow):
+        name = "tests.throttling.Keeper"
+
+        @task(each=lambda ctx: [1])
+        def keep(self, ctx):
+            kept.append(ctx)
+
+    Keeper.perform_later()
+    drain(backend, threads=1)
+
+    [ctx] = kept
+    key = "tests.throttling.kept"
+    with ctx.throttle(1, key=key):
+        [holder] = backend.semaphore_statistics(key, clock.now()).holders
+        assert holder.endswith(f":{key}:0")  # the kept context's iteration
+    assert backend.semaphore_statistics(key, clock.now()).holders == ()

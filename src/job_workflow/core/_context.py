@@ -192,7 +192,7 @@ class Context:
         if key is None:
             key = f"{self._run.workflow.name}:{self._task.name}:{self._throttle_index}"
         self._throttle_index += 1
-        with self._run.hold_semaphore(key, limit, ttl):
+        with self._run.hold_semaphore(key, limit, ttl, self._each_index):
             yield
 
     @contextmanager

@@ -162,7 +162,8 @@ class JobRun:
         cycle collector would free; unlinking it lets both go at once. A
         worker runs thousands of jobs, and collecting their cycles was a
         sixth of a simulation's time. A context a task kept elsewhere still
-        works: only the run's link to it goes.
+        works: only the run's link to it goes, and nothing the context asks
+        of its run reads that link.
         """
         self.__dict__.pop("ctx", None)
 
@@ -176,9 +177,11 @@ class JobRun:
             self.env.observer("dry_run.skip", {"task_name": task, "dry_run_name": name})
 
     @contextmanager
-    def hold_semaphore(self, key: str, limit: int, ttl: float) -> Iterator[None]:
+    def hold_semaphore(
+        self, key: str, limit: int, ttl: float, each_index: int | None
+    ) -> Iterator[None]:
         """Blocking acquire for ``ctx.throttle`` inside a task body."""
-        holder = self._holder(key)
+        holder = self._holder(key, each_index)
         acquire = self._acquire(key, limit, ttl, holder)
         for effect in acquire:
             if isinstance(effect, Sleep):
@@ -483,7 +486,7 @@ class JobRun:
         holder = key = ""
         if throttle is not None:
             key = throttle.key or f"{self.workflow.name}:{task.name}"
-            holder = self._holder(key)
+            holder = self._holder(key, index)
             yield from self._acquire(key, throttle.limit, throttle.ttl, holder)
         try:
             if not self.env.checkpoints:
@@ -574,11 +577,10 @@ class JobRun:
 
     # -- throttles --
 
-    def _holder(self, key: str) -> str:
+    def _holder(self, key: str, each_index: int | None) -> str:
         # The worker is part of the holder: if a job is ever delivered twice,
         # each copy needs a lease of its own, not a renewal of the other's.
-        index = self.ctx._each_index
-        where = index if index is not None else "-"
+        where = each_index if each_index is not None else "-"
         return f"{self.job.id}@{self.env.worker_id}:{key}:{where}"
 
     def _acquire(

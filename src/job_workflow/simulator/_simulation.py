@@ -609,7 +609,8 @@ class Simulation:
             return
         run = worker.run
         assert run is not None
-        holder = run._holder(worker.body_key)
+        assert worker.body is not None
+        holder = run._holder(worker.body_key, worker.body[1])
         if self.backend.semaphore_release(worker.body_key, holder, self.clock.now()):
             self._record(
                 worker,
