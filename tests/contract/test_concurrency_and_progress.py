@@ -7,7 +7,7 @@ released, cleared, failed while blocked), and progress read back partially.
 
 from __future__ import annotations
 
-from job_workflow.core.ports import JobError, NewJob, QueueBackend
+from job_workflow.core.ports import JobError, NewJob, QueueBackend, SubJobProgress
 
 T0 = 1_000_000.0
 
@@ -167,3 +167,60 @@ def test_names_compare_exactly_case_and_all(backend: QueueBackend) -> None:
     assert backend.semaphore_acquire("Key", 1, 60, "h1", T0)
     assert backend.semaphore_acquire("key", 1, 60, "h2", T0)
     assert backend.get_job(upper.upper()) is None
+
+
+# -- a waiting parent's poll --
+
+
+def sub_jobs_of(task: str, n: int, parent: str = "p") -> list[NewJob]:
+    return [
+        NewJob(
+            workflow="contract.W",
+            arguments={},
+            parent_id=parent,
+            task_name=task,
+            each_index=i,
+        )
+        for i in range(n)
+    ]
+
+
+def test_sub_job_progress_counts_what_settled_per_task(backend: QueueBackend) -> None:
+    first, second, third = backend.enqueue(sub_jobs_of("a", 3), T0)
+    [other] = backend.enqueue(sub_jobs_of("b", 1), T0)
+    assert backend.sub_job_progress("p", "a") == SubJobProgress(3, 3, ())
+    assert backend.sub_job_progress("p", "missing") == SubJobProgress(0, 0, ())
+    assert backend.sub_job_progress("nobody", "a") == SubJobProgress(0, 0, ())
+
+    assert sorted(claimed_ids(backend)) == sorted([first, second, third, other])
+    boom = JobError("Boom", "no")
+    backend.fail(third, boom, T0 + 1, worker_id="w")
+    backend.finish(second, T0 + 1, worker_id="w")
+    assert backend.sub_job_progress("p", "a") == SubJobProgress(3, 1, (third,))
+
+    backend.fail(first, boom, T0 + 2, worker_id="w")
+    # Failed ids in each_index order, whatever order they failed in.
+    assert backend.sub_job_progress("p", "a") == SubJobProgress(3, 0, (first, third))
+    assert backend.sub_job_progress("p", "b") == SubJobProgress(1, 1, ())
+
+
+def test_sub_job_progress_ignores_refused_settles_and_reschedules(
+    backend: QueueBackend,
+) -> None:
+    first, second = backend.enqueue(sub_jobs_of("a", 2), T0)
+    assert sorted(claimed_ids(backend)) == sorted([first, second])
+    assert not backend.finish(first, T0 + 1, worker_id="someone-else")
+    assert backend.reschedule(second, T0 + 10, T0 + 1, worker_id="w")
+    assert backend.sub_job_progress("p", "a") == SubJobProgress(2, 2, ())
+
+    backend.finish(first, T0 + 2, worker_id="w")
+    assert not backend.finish(first, T0 + 3, worker_id="w")  # already finished
+    assert backend.sub_job_progress("p", "a") == SubJobProgress(2, 1, ())
+
+
+def test_sub_job_progress_counts_cleared_sub_jobs_as_failed(
+    backend: QueueBackend,
+) -> None:
+    first, second = backend.enqueue(sub_jobs_of("a", 2), T0)
+    assert backend.clear_queue("default") == 2
+    assert backend.sub_job_progress("p", "a") == SubJobProgress(2, 0, (first, second))

@@ -61,6 +61,44 @@ def test_claim_marks_the_job_claimed_by_the_worker(backend: QueueBackend) -> Non
     assert backend.claim(None, "worker-8", T0) == []
 
 
+def test_a_claimed_sub_job_s_record_carries_every_field(backend: QueueBackend) -> None:
+    """Each field of the record, so one built out of order cannot pass."""
+    spec = job(
+        "q",
+        priority=2,
+        parent_id="parent-1",
+        task_name="ns:t",
+        each_index=4,
+        concurrency_key="parent-1:ns:t",
+        concurrency_limit=3,
+        metadata={"each_value": "x"},
+    )
+    [job_id] = backend.enqueue([spec], T0)
+    backend.set_current_task(job_id, "ns:t")
+    [record] = backend.claim(None, "worker-9", T0 + 1)
+    assert (record.id, record.workflow, dict(record.arguments)) == (
+        job_id,
+        "contract.W",
+        {"n": 1},
+    )
+    assert (record.queue, record.priority, record.status) == ("q", 2, "claimed")
+    assert (record.created_at, record.run_at) == (T0, T0)
+    assert (record.parent_id, record.task_name, record.each_index) == (
+        "parent-1",
+        "ns:t",
+        4,
+    )
+    assert (record.concurrency_key, record.concurrency_limit) == ("parent-1:ns:t", 3)
+    assert (record.claimed_by, record.executions) == ("worker-9", 1)
+    assert (record.finished_at, record.error, record.current_task) == (
+        None,
+        None,
+        "ns:t",
+    )
+    assert dict(record.metadata) == {"each_value": "x"}
+    assert record.is_sub_job
+
+
 def test_claim_on_an_empty_backend_returns_nothing(backend: QueueBackend) -> None:
     assert backend.claim(None, "w1", T0) == []
 

@@ -359,18 +359,15 @@ class JobRun:
             "dependent_task_name": dependency,
         }
         started, polls = clock.monotonic(), 0
+        forever = self.env.synchronous or policy.polling_only
         self._emit("dependent.wait.start", payload)
         while True:
-            pending, failed = self._sub_job_progress(dependency)
-            if failed:
-                raise DependencyFailedError(task.name, dependency, failed)
-            if not pending:
+            progress = backend.sub_job_progress(self.job.id, dependency)
+            if progress.failed:
+                raise DependencyFailedError(task.name, dependency, progress.failed)
+            if not progress.pending:
                 break
-            waited = clock.monotonic() - started
-            if (
-                not (self.env.synchronous or policy.polling_only)
-                and waited >= policy.poll_timeout
-            ):
+            if not forever and clock.monotonic() - started >= policy.poll_timeout:
                 run_at = clock.now() + policy.reschedule_delay
                 self._emit(
                     "dependent.reschedule",
@@ -382,16 +379,11 @@ class JobRun:
                 )
                 return Rescheduled(run_at, task.name, dependency)
             polls += 1
-            forever = self.env.synchronous or policy.polling_only
             yield Sleep(policy.poll_interval, "poll_only" if forever else "poll")
         self._emit_span("dependent.wait", payload, started)
         self._emit("dependent.wait.complete", payload)
         self._load_outputs(backend.load_state(self.job.id, [dependency]))
         return None
-
-    def _sub_job_progress(self, dependency: str) -> tuple[bool, list[str]]:
-        progress = self.env.backend.sub_job_progress(self.job.id, dependency)
-        return progress.pending > 0, list(progress.failed)
 
     # -- one iteration: retries around throttle, hooks, body --
 
