@@ -193,8 +193,7 @@ def _size(value: Any) -> str:
 def _class_entry(name: str, cls: type) -> Iterator[str]:
     yield f"### `{name}`"
     yield ""
-    bases = [b for b in cls.__bases__ if b is not object]
-    base_text = f"({', '.join(b.__name__ for b in bases)})" if bases else ""
+    base_text = f"({', '.join(_base_names(cls))})" if _base_names(cls) else ""
     yield f"```text\nclass {name}{base_text}\n{name}{_class_signature(cls)}\n```"
     yield ""
     yield from _paragraph(_summary(_own_doc(cls)))
@@ -202,6 +201,13 @@ def _class_entry(name: str, cls: type) -> Iterator[str]:
     if members:
         yield from (f"- {line}" for line in members)
         yield ""
+
+
+def _base_names(cls: type) -> list[str]:
+    """Public bases; a named tuple shows as one, whatever builds it."""
+    if issubclass(cls, tuple) and hasattr(cls, "_fields"):
+        return ["NamedTuple"]
+    return [b.__name__ for b in cls.__bases__ if b is not object]
 
 
 def _class_signature(cls: type) -> str:

@@ -10,23 +10,47 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple, cast
 
 _log = logging.getLogger("job_workflow")
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One event: its name, its payload, and for spans their duration."""
-
+class _EventFields(NamedTuple):
     name: str
-    payload: dict[str, Any] = field(default_factory=dict)
-    duration_ms: float | None = None
+    payload: dict[str, Any]
+    duration_ms: float | None
+
+
+class Event(_EventFields):
+    """One event: its name, its payload, and for spans their duration.
+
+    Immutable like a frozen dataclass, but a tuple: the bus builds one per
+    event for every handler to share, and a simulation emits tens of
+    thousands (the bus builds them without this ``__new__``).
+    """
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        name: str,
+        payload: dict[str, Any] | None = None,
+        duration_ms: float | None = None,
+    ) -> Event:
+        return super().__new__(
+            cls, name, {} if payload is None else payload, duration_ms
+        )
+
+
+_new_event = cast(
+    Callable[[tuple[str, dict[str, Any], float | None]], Event],
+    functools.partial(tuple.__new__, Event),
+)
 
 
 Handler = Callable[[Event], Any]
@@ -102,7 +126,7 @@ class EventBus:
             handlers = self.handlers(name)
         if not handlers:
             return
-        event = Event(name, payload, duration_ms)
+        event = _new_event((name, payload, duration_ms))
         for handler in handlers:
             try:
                 handler(event)

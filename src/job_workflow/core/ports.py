@@ -13,12 +13,14 @@ from __future__ import annotations
 import random
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from types import MappingProxyType
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 JobStatus = Literal["ready", "scheduled", "blocked", "claimed", "finished", "failed"]
 TaskOutcome = Literal["done", "skipped", "enqueued"]
 
 TERMINAL_STATUSES: frozenset[str] = frozenset({"finished", "failed"})
+_NO_METADATA: Mapping[str, Any] = MappingProxyType({})
 
 
 class BackendUnavailableError(ConnectionError):
@@ -76,9 +78,13 @@ class JobError:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
-class JobRecord:
-    """A snapshot of one job as the backend stores it."""
+class JobRecord(NamedTuple):
+    """A snapshot of one job as the backend stores it.
+
+    A named tuple, immutable like the other records: a backend builds one
+    at every claim, and a tuple of nineteen fields is built several times
+    faster than a frozen dataclass.
+    """
 
     id: str
     workflow: str
@@ -98,7 +104,7 @@ class JobRecord:
     finished_at: float | None = None
     error: JobError | None = None
     current_task: str | None = None
-    metadata: Mapping[str, Any] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = _NO_METADATA
 
     @property
     def is_sub_job(self) -> bool:
