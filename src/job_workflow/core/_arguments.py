@@ -22,12 +22,15 @@ MISSING: Final = _Missing()
 class ArgumentDef:
     """One declared argument; created by :func:`argument` in a class body."""
 
-    __slots__ = ("default", "name", "type")
+    __slots__ = ("default", "name", "plain", "type")
 
     def __init__(self, tp: Any, default: Any = MISSING) -> None:
         self.type = tp
         self.default = default
         self.name = ""
+        # JSON of this type is the value itself: decoding it is a copy
+        # (decided once here, not at every job a worker starts).
+        self.plain = _codec.is_plain(tp)
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
@@ -164,6 +167,9 @@ def decode(
     values: dict[str, Any] = {}
     for name, spec in defs.items():
         if name in data:
+            if spec.plain:
+                values[name] = _codec.copy_json(data[name])
+                continue
             try:
                 values[name] = _codec.decode(data[name], spec.type, name)
             except _codec.CodecError as exc:

@@ -20,7 +20,7 @@ from typing import Any
 JSONValue = Any  # JSON-compatible: None, bool, int, float, str, list, dict[str, ...]
 
 _SCALARS = (str, int, float, bool, type(None))
-_EXACT_SCALARS = frozenset({str, int, float, bool})
+_SCALAR_TYPES = frozenset(_SCALARS)
 
 
 class CodecError(Exception):
@@ -43,7 +43,7 @@ def check(value: Any, tp: Any, path: str = "") -> None:
     """Raise CodecError when ``value`` is not an instance of ``tp``."""
     if tp is Any or tp is object:
         return
-    if tp is type(value) and tp in _EXACT_SCALARS:
+    if tp is type(value) and tp in _SCALAR_TYPES:
         return  # the common output field, answered before any typing call
     origin = typing.get_origin(tp)
     if origin is None:
@@ -156,9 +156,6 @@ def _is_plain(tp: Any) -> bool:
     if origin in (tuple, set, frozenset):
         return False
     return all(_is_plain(arg) for arg in typing.get_args(tp) if arg is not Ellipsis)
-
-
-_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
 
 
 def copy_json(value: Any) -> Any:
