@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import pytest
 
 from job_workflow import Workflow, argument, schedule, task
+from job_workflow._status import aggregate_status
 from job_workflow.errors import InvariantViolation
 from job_workflow.simulator import Faults, Simulation, SimulationResult
 
@@ -233,6 +234,26 @@ def test_until_bounds_a_run_and_leaves_the_rest_unfinished() -> None:
     assert len(events(result, "task.retry")) == 1
 
     assert sim.run_until_idle().statuses[job_id] == "succeeded"
+
+
+@pytest.mark.parametrize("moment", [2.0, 9.0, None])
+def test_statuses_agree_with_the_backend_s_jobs(moment: float | None) -> None:
+    """The result reads statuses from the memory backend without a record per
+    job; they are what WorkflowStatus computes from the records, mid-run too."""
+    faults = Faults(task_errors=0.3, crashes=0.05)
+    sim = Simulation(workers=2, seed=4, faults=faults)
+    ids = [sim.enqueue(Doubler, items=[n, n + 1, n + 2]) for n in range(3)]
+    ids.append(sim.enqueue(Flaky))
+    result = sim.run_until_idle() if moment is None else sim.run_until(START + moment)
+
+    backend = sim.backend
+    expected = {}
+    for job_id in ids:
+        job = backend.get_job(job_id)
+        assert job is not None
+        expected[job_id] = aggregate_status(job, backend.sub_jobs(job_id))
+    assert result.statuses == expected
+    assert len(set(expected.values())) > 1 or moment is None
 
 
 def test_virtual_time_never_goes_backwards_in_the_trace() -> None:

@@ -50,12 +50,16 @@ RunFactory = Callable[[RunEnv, JobRecord], JobRun]
 DEFAULT_START = 1_700_000_000.0
 _GC_THRESHOLD = 20_000  # see Simulation._loop
 _PENDING_CHANGES = ("restart", "recover", "late_finish")  # timers that may unblock
-_COUNTED_EVENTS = frozenset({"task.retry", "throttle.acquire.complete"})
-# A trace entry from its fields without the named tuple's Python-level
-# __new__ (the simulation records several per job).
+# Trace entries and spans from their fields without the named tuples'
+# Python-level __new__ (the simulation records several per job); the tests
+# read every field of both, so a field added or dropped shows there.
 _new_entry = cast(
     Callable[[tuple[float, str | None, str, str | None, dict[str, Any]]], TraceEntry],
     functools.partial(tuple.__new__, TraceEntry),
+)
+_new_span = cast(
+    Callable[[tuple[str, float, float, str, str | None, str | None, int | None]], Span],
+    functools.partial(tuple.__new__, Span),
 )
 # The payload fields a trace entry keeps.
 _TRACE_KEYS = frozenset(
@@ -83,8 +87,11 @@ class _Worker:
     status: str = "idle"  # idle | running | crashed
     run: JobRun | None = None
     job: JobRecord | None = None
+    # Of ``job``, asked at every body and wait: the job's id, and the job
+    # whose progress it records (a sub-job's parent, else itself).
+    job_id: str | None = None
+    owner: str = ""
     gen: Generator[Effect, None, Outcome] | None = None
-    started: bool = False
     wake_at: float = 0.0
     wait: Sleep | None = None
     wait_started: float = 0.0
@@ -232,27 +239,34 @@ class Simulation:
 
     def _loop(self, until: float | None) -> None:
         subscription = bus.subscribe("*", self._on_event)
-        # Every job leaves a few reference cycles (a run and its context) and
-        # the trace only grows, so the collector's default first threshold
-        # (700 allocations) fires constantly and its full passes rescan the
-        # growing trace: a quarter of a run's time. A larger first threshold
-        # while the loop runs keeps garbage bounded (a few thousand objects)
-        # at a fraction of the cost; the previous setting comes back after.
+        # Each job allocates many containers and the trace keeps growing, so
+        # with the collector's default first threshold (700 allocations) its
+        # passes fire constantly and the older generations rescan the trace:
+        # a seventh of a run's time. Runs unlink their own cycles
+        # (JobRun.dispose), so a larger first threshold while the loop runs
+        # leaves little garbage waiting; the previous setting comes back
+        # after.
         thresholds = gc.get_threshold()
         gc.set_threshold(max(thresholds[0], _GC_THRESHOLD), *thresholds[1:])
         try:
             keep_cron = until is not None
             clock, timers = self.clock, self._timers
             dispatch = self.backend.dispatch_due
+            step = self._step_workers
+            dispatched_at: float | None = None
             while not self._deadlocked:
-                now = clock.now()
+                now = clock._now
                 if timers and timers[0].at <= now:
                     self._fire_timers()
-                dispatch(now)
-                progressed = self._step_workers(now)
-                moment = self._next_moment(keep_cron)
-                if progressed and self._due_now(moment):
+                if now != dispatched_at:
+                    # Once per instant: what comes due depends on the time
+                    # alone. A job that comes due at this very instant (a
+                    # zero delay) is dispatched once the passes here are done.
+                    dispatch(now)
+                    dispatched_at = now
+                if step(now):
                     continue
+                moment = self._next_moment(keep_cron)
                 if self._starved():
                     self._deadlocked = True
                     self._record(None, "simulation.deadlock", None, {})
@@ -264,68 +278,71 @@ class Simulation:
                     break
                 if until is not None and moment > until:
                     break
+                if moment <= now:
+                    dispatched_at = None
                 clock.advance_to(moment)
         finally:
             gc.set_threshold(*thresholds)
             subscription.unsubscribe()
 
     def _step_workers(self, now: float) -> bool:
-        """Step, in worker order, every idle worker and every one now due.
+        """Pass over the workers that can move at ``now`` until none can.
 
-        Only those are visited (a heap of wake-up times, the set of idle
-        workers), so a pass costs what moves, not the number of workers.
+        A pass steps, in worker order, every idle worker and every one now
+        due; only those are visited (a heap of wake-up times, the set of
+        idle workers), so a pass costs what moves, not the number of
+        workers. What moved may let more move at this instant (a worker
+        gone idle claims, a claimed job starts), so passes repeat while one
+        moves. True when the loop must pass again itself: a timer came due
+        or a body moved time, which the loop handles before the next pass.
         """
-        workers, heap = self._workers, self._wakeups
-        due: list[int] = []
-        while heap and heap[0][0] <= now:
-            _, index, stamp = heapq.heappop(heap)
-            worker = workers[index]
-            if worker.stamp == stamp and worker.status == "running":
-                due.append(index)
-        if self._idle and self._may_claim():
-            due.extend(self._idle)
-        if not due:
-            return False
-        if len(due) > 1:
-            due.sort()
-        clock_now = self.clock.now  # a body may move time (ctx.throttle)
-        progressed = False
-        for index in due:
-            worker = workers[index]
-            status = worker.status
-            if status == "idle":
-                if not (self._may_claim() and self._claim(worker)):
-                    continue
-                progressed = True
-            elif status == "running" and worker.wake_at <= clock_now():
-                self._advance(worker)
-                progressed = True
-            if worker.status == "running":
-                self._wake_later(worker)
-        return progressed
-
-    def _due_now(self, moment: float | None) -> bool:
-        """After a pass that moved: could another at this instant move more?
-
-        ``moment`` is the next wake-up or due job (:meth:`_next_moment`).
-        Cheaper than a pass that finds nothing: most instants are done
-        after one pass, and the loop goes on to the next.
-        """
-        now = self.clock.now()
-        if moment is not None and moment <= now:
-            return True
-        if self._timers and self._timers[0].at <= now:
-            return True
-        return bool(self._idle) and self._may_claim()
+        workers, heap, idle, timers = (
+            self._workers,
+            self._wakeups,
+            self._idle,
+            self._timers,
+        )
+        clock = self.clock  # read at each worker: a body may move time
+        push = heapq.heappush
+        while True:
+            due: list[int] = []
+            while heap and heap[0][0] <= now:
+                _, index, stamp = heapq.heappop(heap)
+                worker = workers[index]
+                if worker.stamp == stamp and worker.status == "running":
+                    due.append(index)
+            if idle and self._may_claim():
+                due.extend(idle)
+            if not due:
+                return False
+            if len(due) > 1:
+                due.sort()
+            progressed = False
+            for index in due:
+                worker = workers[index]
+                status = worker.status
+                if status == "idle":
+                    if not (self._may_claim() and self._claim(worker)):
+                        continue
+                    progressed = True
+                elif status == "running" and worker.wake_at <= clock._now:
+                    self._advance(worker)
+                    progressed = True
+                if worker.status == "running":  # _wake_later, inline
+                    worker.stamp += 1
+                    push(heap, (worker.wake_at, index, worker.stamp))
+            if not progressed:
+                return False
+            if clock._now != now or (timers and timers[0].at <= now):
+                return True
 
     def _wake_later(self, worker: _Worker) -> None:
         worker.stamp += 1
         heapq.heappush(self._wakeups, (worker.wake_at, worker.index, worker.stamp))
 
     def _may_claim(self) -> bool:
-        if self._dry_at is None:
-            return True
-        return getattr(self.backend, "_ready_version", None) != self._dry_at
+        dry = self._dry_at
+        return dry is None or getattr(self.backend, "_ready_version", None) != dry
 
     def _next_moment(self, keep_cron: bool) -> float | None:
         heap, workers = self._wakeups, self._workers
@@ -385,14 +402,14 @@ class Simulation:
 
     def _claim(self, worker: _Worker) -> bool:
         version = getattr(self.backend, "_ready_version", None)
-        claimed = self.backend.claim(None, worker.id, self.clock.now())
+        claimed = self.backend.claim(None, worker.id, self.clock._now)
         if not claimed:
             self._dry_at = version
             return False
         self._dry_at = None
         job = claimed[0]
         self._record(worker, "job.claim", job.id, {"executions": job.executions})
-        self._changed()
+        self._epoch += 1  # _changed(), inline
         if self._strikes("crashes") and "claimed" in self.faults.crash_points:
             self._crash(worker, "claimed", job, job.task_name)
             return True
@@ -410,14 +427,15 @@ class Simulation:
     def _start_job(
         self, worker: _Worker, job: JobRecord, *, twin: bool = False
     ) -> None:
-        worker.status, worker.job, worker.started = "running", job, False
+        worker.status, worker.job, worker.job_id = "running", job, job.id
+        worker.owner = job.parent_id or job.id
         self._idle.discard(worker.index)
-        worker.wake_at, worker.wait, worker.throw = self.clock.now(), None, None
+        worker.wake_at, worker.wait, worker.throw = self.clock._now, None, None
         worker.body, worker.recording, worker.idle_polls = None, None, 0
         # A duplicate copy does not take a second concurrency slot: the
         # backend granted one claim, so only that one counts against limits.
         worker.counted = not twin
-        if worker.counted:
+        if worker.counted and job.concurrency_key is not None:
             self._metrics.start(job)
         env = worker.env
         if env is None or env.worker_id != worker.id:
@@ -437,6 +455,8 @@ class Simulation:
         """Step one worker until it waits, finishes or crashes."""
         self._current = worker
         odds, draw = self._odds["backend_errors"], self.rng.random
+        gen = worker.gen
+        assert gen is not None
         try:
             if worker.wait is not None:
                 self._close_wait(worker)
@@ -444,52 +464,42 @@ class Simulation:
                 if odds > 0 and draw() < odds:  # _strikes("backend_errors"), inline
                     self._crash(worker, "backend_error", worker.job, _task_of(worker))
                     return
-                effect = self._next_effect(worker)
-                if effect is None or not self._handle(worker, effect):
+                try:
+                    if worker.throw is not None:
+                        exc, worker.throw = worker.throw, None
+                        effect = gen.throw(exc)
+                    else:
+                        effect = gen.send(None)
+                        if worker.recording is not None:
+                            self._mark_recorded(worker)
+                except StopIteration as stop:
+                    self._mark_recorded(worker)
+                    self._close_body(worker)
+                    self._settle(worker, stop.value)
+                    return
+                except Exception as failure:
+                    self._close_body(worker)
+                    self._fail(worker, failure)
+                    return
+                if isinstance(effect, Sleep):
+                    self._sleep(worker, effect)
+                    return
+                if not self._checkpoint(worker, effect):
                     return
         finally:
             self._current = None
 
-    def _next_effect(self, worker: _Worker) -> Effect | None:
-        gen = worker.gen
-        assert gen is not None
-        try:
-            if worker.throw is not None:
-                exc, worker.throw = worker.throw, None
-                return gen.throw(exc)
-            if not worker.started:
-                worker.started = True
-                return next(gen)
-            effect = gen.send(None)
-            if worker.recording is not None:
-                self._mark_recorded(worker)
-            return effect
-        except StopIteration as stop:
-            if worker.recording is not None:
-                self._mark_recorded(worker)
-            if worker.body is not None:
-                self._close_body(worker)
-            self._settle(worker, stop.value)
-        except Exception as exc:
-            if worker.body is not None:
-                self._close_body(worker)
-            self._fail(worker, exc)
-        return None
-
-    def _handle(self, worker: _Worker, effect: Effect) -> bool:
-        """Apply one effect; True when the worker can go on at once."""
-        if isinstance(effect, Sleep):
-            if worker.body is not None:
-                self._close_body(worker)
-            now = self.clock.now()
-            worker.wait, worker.wait_started = effect, now
-            worker.wake_at = now + effect.seconds
-            if effect.reason in ("poll", "poll_only"):
-                if worker.poll_epoch != self._epoch:
-                    worker.poll_epoch, worker.idle_polls = self._epoch, 0
-                worker.idle_polls += 1
-            return False
-        return self._checkpoint(worker, effect)
+    def _sleep(self, worker: _Worker, effect: Sleep) -> None:
+        """The worker waits: it wakes ``effect.seconds`` from now."""
+        if worker.body is not None:
+            self._close_body(worker)
+        now = self.clock._now
+        worker.wait, worker.wait_started = effect, now
+        worker.wake_at = now + effect.seconds
+        if effect.reason in ("poll", "poll_only"):
+            if worker.poll_epoch != self._epoch:
+                worker.poll_epoch, worker.idle_polls = self._epoch, 0
+            worker.idle_polls += 1
 
     def _checkpoint(self, worker: _Worker, point: Checkpoint) -> bool:
         kind = point.point
@@ -519,7 +529,7 @@ class Simulation:
         timeout = worker.timeout
         if self._strikes("task_errors"):
             self._record(
-                worker, "fault.task_error", _job_id(worker), {"task_name": point.task}
+                worker, "fault.task_error", worker.job_id, {"task_name": point.task}
             )
             worker.throw = InjectedTaskError(
                 f"injected failure in {point.task!r} (seed {self.seed})"
@@ -527,7 +537,8 @@ class Simulation:
         elif timeout is not None and worker.duration > timeout:
             worker.throw = TaskTimeoutError(point.task or "", timeout, worker.duration)
             worker.duration = timeout
-        self._maybe_expire_lease(worker, point)
+        if worker.body_key is not None:
+            self._maybe_expire_lease(worker, worker.body_key)
         if worker.throw is None:
             return True
         return self._charge(worker)
@@ -535,8 +546,9 @@ class Simulation:
     def _charge(self, worker: _Worker) -> bool:
         """The attempt's virtual time passes; True if it took none."""
         duration, worker.duration = worker.duration, 0.0
-        worker.wake_at = self.clock.now() + duration
-        self._metrics.busy(worker.name, duration)
+        worker.wake_at = self.clock._now + duration
+        busy = self._metrics.busy_seconds
+        busy[worker.name] = busy.get(worker.name, 0.0) + duration
         return duration <= 0
 
     def _open_body(self, worker: _Worker, point: Checkpoint) -> None:
@@ -549,30 +561,34 @@ class Simulation:
         if throttle is not None:
             key = throttle.key or f"{run.workflow.name}:{point.task}"
             self._limits[key] = throttle.limit
-        owner = _owner(worker)
+        owner = worker.owner
         index = point.each_index or 0
         if (owner, point.task, index) in self._recorded and owner not in self._touched:
             self._reruns.append((owner, point.task, index))
         worker.body = (point.task, point.each_index)
-        worker.body_key, worker.body_started = key, self.clock.now()
-        self._metrics.open_body(key)
+        worker.body_key, worker.body_started = key, self.clock._now
+        if key is not None:
+            self._metrics.open_body(key)
 
     def _close_body(self, worker: _Worker) -> None:
         if worker.body is None:
             return
         task, index = worker.body
         self._spans.append(
-            Span(
-                worker.name,
-                worker.body_started,
-                self.clock.now(),
-                "task",
-                _job_id(worker),
-                task,
-                index,
+            _new_span(
+                (
+                    worker.name,
+                    worker.body_started,
+                    self.clock._now,
+                    "task",
+                    worker.job_id,
+                    task,
+                    index,
+                )
             )
         )
-        self._metrics.close_body(worker.body_key)
+        if worker.body_key is not None:
+            self._metrics.close_body(worker.body_key)
         worker.body, worker.body_key = None, None
 
     def _mark_recorded(self, worker: _Worker) -> None:
@@ -581,42 +597,38 @@ class Simulation:
             return
         task, index = worker.recording
         worker.recording = None
-        self._recorded.add((_owner(worker), task, index))
-        self._changed()
+        self._recorded.add((worker.owner, task, index))
+        self._epoch += 1  # _changed(), inline
 
     def _close_wait(self, worker: _Worker) -> None:
         wait = worker.wait
         if wait is None:
             return
         kind = _wait_kind(wait)
+        now = self.clock._now
         self._spans.append(
-            Span(
-                worker.name,
-                worker.wait_started,
-                self.clock.now(),
-                kind,
-                _job_id(worker),
-                None,
-                None,
+            _new_span(
+                (worker.name, worker.wait_started, now, kind, worker.job_id, None, None)
             )
         )
         if kind == "poll":
-            self._metrics.polling(worker.name, self.clock.now() - worker.wait_started)
+            polling = self._metrics.polling_seconds
+            polling[worker.name] = (
+                polling.get(worker.name, 0.0) + now - worker.wait_started
+            )
         worker.wait = None
 
-    def _maybe_expire_lease(self, worker: _Worker, point: Checkpoint) -> None:
-        if worker.body_key is None or not self._strikes("lease_expiry"):
+    def _maybe_expire_lease(self, worker: _Worker, key: str) -> None:
+        """The ``lease_expiry`` fault: the open body's lease ends early."""
+        if not self._strikes("lease_expiry"):
             return
         run = worker.run
         assert run is not None
         assert worker.body is not None
-        holder = run._holder(worker.body_key, worker.body[1])
-        if self.backend.semaphore_release(worker.body_key, holder, self.clock.now()):
+        holder = run._holder(key, worker.body[1])
+        if self.backend.semaphore_release(key, holder, self.clock._now):
             self._record(
-                worker,
-                "fault.lease_expiry",
-                _job_id(worker),
-                {"concurrency_key": worker.body_key},
+                worker, "fault.lease_expiry", worker.job_id, {"concurrency_key": key}
             )
 
     def _duration(self, worker: _Worker, task: str | None) -> float:
@@ -633,9 +645,7 @@ class Simulation:
         else:
             value = float(spec)
         if self._strikes("slow_tasks"):
-            self._record(
-                worker, "fault.slow_task", _job_id(worker), {"task_name": task}
-            )
+            self._record(worker, "fault.slow_task", worker.job_id, {"task_name": task})
             value *= self.faults.slow_factor
         return max(0.0, value)
 
@@ -692,11 +702,13 @@ class Simulation:
         self._add_timer(moment, "late_finish", (job.id, worker.id))
 
     def _release(self, worker: _Worker) -> None:
-        if worker.job is not None and worker.counted:
-            self._metrics.stop(worker.job)
+        job = worker.job
+        if job is not None and worker.counted and job.concurrency_key is not None:
+            self._metrics.stop(job)
         if worker.run is not None:
             worker.run.dispose()
         worker.status, worker.job, worker.run, worker.gen = "idle", None, None, None
+        worker.job_id = None
         worker.wait = None
         self._idle.add(worker.index)
         self._changed()
@@ -711,7 +723,7 @@ class Simulation:
         self._record(worker, "worker.crash", job.id if job else None, detail)
         # No _touch: a job resumed after a crash must skip every iteration it
         # recorded, so a rerun there is a bug the invariant reports.
-        if job is not None and worker.counted:
+        if job is not None and worker.counted and job.concurrency_key is not None:
             self._metrics.stop(job)
         # A dead process cleans nothing up: its run is abandoned first, so
         # closing the generator now releases no throttle (the lease expires
@@ -726,6 +738,7 @@ class Simulation:
         dead = worker.id
         self._idle.discard(worker.index)
         worker.status, worker.gen, worker.run, worker.job = "crashed", None, None, None
+        worker.job_id = None
         worker.wait, worker.throw, worker.recording = None, None, None
         self._add_timer(self.clock.now() + self.faults.alive_threshold, "recover", dead)
         self._add_timer(
@@ -790,30 +803,19 @@ class Simulation:
         self._epoch += 1
 
     def _on_event(self, event: Event) -> None:
-        payload, name = event.payload, event.name
-        if name in _COUNTED_EVENTS:
-            if name == "task.retry":
-                self._metrics.retries += 1
-            else:
-                self._limits[str(payload["concurrency_key"])] = int(
-                    payload["concurrency_limit"]
-                )
-        keys = _TRACE_KEYS
-        detail = {k: v for k, v in payload.items() if k in keys and v is not None}
-        worker = self._current
-        now = self.clock._now
-        if now != self._elapsed_at:
-            self._elapsed()
-        self._trace.append(
-            _new_entry(
-                (
-                    self._elapsed_value,
-                    None if worker is None else worker.id,
-                    name,
-                    payload.get("job_id"),
-                    detail,
-                )
+        name, payload = event.name, event.payload
+        if name == "task.retry":
+            self._metrics.retries += 1
+        elif name == "throttle.acquire.complete":
+            self._limits[str(payload["concurrency_key"])] = int(
+                payload["concurrency_limit"]
             )
+        keys = _TRACE_KEYS
+        self._record(
+            self._current,
+            name,
+            payload.get("job_id"),
+            {k: v for k, v in payload.items() if k in keys and v is not None},
         )
 
     def _record(
@@ -823,9 +825,11 @@ class Simulation:
         job_id: str | None,
         detail: dict[str, Any],
     ) -> None:
-        """Add a trace entry of the simulation's own; ``detail`` is kept as is."""
-        if self.clock._now != self._elapsed_at:
-            self._elapsed()
+        """Add a trace entry; ``detail`` is kept as is."""
+        now = self.clock._now
+        if now != self._elapsed_at:  # rounded once per instant, not per entry
+            self._elapsed_at = now
+            self._elapsed_value = round(now - self._start, 9)
         self._trace.append(
             _new_entry(
                 (
@@ -837,14 +841,6 @@ class Simulation:
                 )
             )
         )
-
-    def _elapsed(self) -> float:
-        """Virtual seconds since the start, rounded (computed once per instant)."""
-        now = self.clock._now
-        if now != self._elapsed_at:
-            self._elapsed_at = now
-            self._elapsed_value = round(now - self._start, 9)
-        return self._elapsed_value
 
     def result(self) -> SimulationResult:
         """The outcome so far (the simulation may go on afterwards)."""
@@ -912,7 +908,7 @@ class Simulation:
                     start,
                     self.clock.now(),
                     kind,
-                    _job_id(worker),
+                    worker.job_id,
                     task,
                     index,
                 )
@@ -950,10 +946,6 @@ class _StaleReads:
         return fresh
 
 
-def _job_id(worker: _Worker) -> str | None:
-    return worker.job.id if worker.job else None
-
-
 def _task_of(worker: _Worker) -> str | None:
     """The task a worker is in: its open body, else its sub-job's task."""
     if worker.body is not None:
@@ -963,12 +955,6 @@ def _task_of(worker: _Worker) -> str | None:
 
 def _wait_kind(wait: Sleep) -> str:
     return "poll" if wait.reason.startswith("poll") else wait.reason
-
-
-def _owner(worker: _Worker) -> str:
-    job = worker.job
-    assert job is not None
-    return job.parent_id or job.id
 
 
 class _MetricsRecorder:
@@ -983,36 +969,30 @@ class _MetricsRecorder:
         self.peak_concurrency: dict[str, int] = {}
         self.limits: dict[str, int] = {}
 
-    def busy(self, worker: str, seconds: float) -> None:
-        self.busy_seconds[worker] = self.busy_seconds.get(worker, 0.0) + seconds
+    # Busy and polling seconds are added by the simulation itself, inline:
+    # it does so at every body and every poll.
 
-    def polling(self, worker: str, seconds: float) -> None:
-        self.polling_seconds[worker] = self.polling_seconds.get(worker, 0.0) + seconds
+    def open_body(self, key: str) -> None:
+        self.holders[key] += 1
+        self.peak_holders[key] = max(self.peak_holders.get(key, 0), self.holders[key])
 
-    def open_body(self, key: str | None) -> None:
-        if key is not None:
-            self.holders[key] += 1
-            self.peak_holders[key] = max(
-                self.peak_holders.get(key, 0), self.holders[key]
-            )
-
-    def close_body(self, key: str | None) -> None:
-        if key is not None:
-            self.holders[key] -= 1
+    def close_body(self, key: str) -> None:
+        self.holders[key] -= 1
 
     def start(self, job: JobRecord) -> None:
+        """A job holding a concurrency slot (its key is set) starts."""
         key = job.concurrency_key
-        if key is not None:
-            self.running[key] += 1
-            self.peak_concurrency[key] = max(
-                self.peak_concurrency.get(key, 0), self.running[key]
-            )
-            if job.concurrency_limit is not None:
-                self.limits[key] = job.concurrency_limit
+        assert key is not None
+        self.running[key] += 1
+        self.peak_concurrency[key] = max(
+            self.peak_concurrency.get(key, 0), self.running[key]
+        )
+        if job.concurrency_limit is not None:
+            self.limits[key] = job.concurrency_limit
 
     def stop(self, job: JobRecord) -> None:
-        if job.concurrency_key is not None:
-            self.running[job.concurrency_key] -= 1
+        assert job.concurrency_key is not None
+        self.running[job.concurrency_key] -= 1
 
     def freeze(self, makespan: float, workers: list[_Worker]) -> Metrics:
         return Metrics(
