@@ -360,6 +360,7 @@ class JobRun:
         }
         started, polls = clock.monotonic(), 0
         forever = self.env.synchronous or policy.polling_only
+        poll = Sleep(policy.poll_interval, "poll_only" if forever else "poll")
         self._emit("dependent.wait.start", payload)
         while True:
             progress = backend.sub_job_progress(self.job.id, dependency)
@@ -379,7 +380,7 @@ class JobRun:
                 )
                 return Rescheduled(run_at, task.name, dependency)
             polls += 1
-            yield Sleep(policy.poll_interval, "poll_only" if forever else "poll")
+            yield poll
         self._emit_span("dependent.wait", payload, started)
         self._emit("dependent.wait.complete", payload)
         self._load_outputs(backend.load_state(self.job.id, [dependency]))
