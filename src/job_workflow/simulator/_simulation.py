@@ -409,7 +409,7 @@ class Simulation:
         self._dry_at = None
         job = claimed[0]
         self._record(worker, "job.claim", job.id, {"executions": job.executions})
-        self._epoch += 1  # _changed(), inline
+        self._epoch += 1  # a change that may end a poll
         if self._strikes("crashes") and "claimed" in self.faults.crash_points:
             self._crash(worker, "claimed", job, job.task_name)
             return True
@@ -598,7 +598,7 @@ class Simulation:
         task, index = worker.recording
         worker.recording = None
         self._recorded.add((worker.owner, task, index))
-        self._epoch += 1  # _changed(), inline
+        self._epoch += 1  # a change that may end a poll
 
     def _close_wait(self, worker: _Worker) -> None:
         wait = worker.wait
@@ -711,7 +711,7 @@ class Simulation:
         worker.job_id = None
         worker.wait = None
         self._idle.add(worker.index)
-        self._changed()
+        self._epoch += 1  # a change that may end a poll
 
     def _crash(
         self, worker: _Worker, point: str, job: JobRecord | None, task: str | None
@@ -768,7 +768,7 @@ class Simulation:
                     None,
                     {"reason": timer.data, "sub_job_count": len(released)},
                 )
-                self._changed()
+                self._epoch += 1  # a change that may end a poll
             elif timer.kind == "late_finish":
                 job_id, worker_id = timer.data
                 now = self.clock.now()
@@ -780,7 +780,7 @@ class Simulation:
                     {"reason": "applied" if applied else "refused"},
                 )
                 if applied:
-                    self._changed()
+                    self._epoch += 1  # a change that may end a poll
             elif timer.kind == "cron":
                 workflow, key = timer.data
                 entry = workflow.schedules[key]
@@ -798,9 +798,6 @@ class Simulation:
     def _strikes(self, fault: str) -> bool:
         probability = self._odds[fault]
         return probability > 0 and self.rng.random() < probability
-
-    def _changed(self) -> None:
-        self._epoch += 1
 
     def _on_event(self, event: Event) -> None:
         name, payload = event.name, event.payload
