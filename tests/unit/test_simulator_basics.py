@@ -9,6 +9,7 @@ dependency-wait guide's starvation case next to the same load completing.
 
 from __future__ import annotations
 
+import gc
 import random
 import threading
 import time
@@ -19,7 +20,12 @@ import pytest
 from job_workflow import Workflow, argument, schedule, task
 from job_workflow._status import aggregate_status
 from job_workflow.errors import InvariantViolation
-from job_workflow.simulator import Faults, Simulation, SimulationResult
+from job_workflow.simulator import (
+    Faults,
+    Simulation,
+    SimulationResult,
+    TraceEntry,
+)
 
 START = 1_700_000_000.0  # the simulation's default virtual start
 
@@ -268,6 +274,60 @@ def test_virtual_time_never_goes_backwards_in_the_trace() -> None:
     assert times[-1] == result.metrics.makespan
     for span in result.spans:
         assert 0 <= span.start - START <= span.end - START <= times[-1]
+
+
+def test_the_trace_reads_like_a_list_of_entries() -> None:
+    sim = Simulation(workers=1, seed=0)
+    job_id = sim.enqueue(Serial)
+    trace = sim.run_until_idle().trace
+    entries = list(trace)
+
+    assert len(trace) == len(entries) > 3
+    assert all(isinstance(entry, TraceEntry) for entry in entries)
+    assert entries[0] == TraceEntry(
+        0.0, None, "job.enqueue", job_id, {"workflow": Serial.name}
+    )
+    assert trace[0] == entries[0]
+    assert trace[-1] == entries[-1]
+    assert trace[1:3] == entries[1:3]
+    assert trace == entries
+    assert trace != entries[:-1]
+    assert trace != [*entries[:-1], entries[-1]._replace(event="job.fail")]
+    assert trace.index(entries[2]) == 2
+    assert [e.event for e in trace].count("task.complete") == 3
+    with pytest.raises(IndexError):
+        trace[len(entries)]
+
+
+def test_a_result_s_trace_stays_as_it_was_when_the_run_goes_on() -> None:
+    sim = Simulation(workers=1, seed=0)
+    sim.enqueue(Serial)
+    partial = sim.run_until(START + 1.5)
+    before = list(partial.trace)
+
+    done = sim.run_until_idle()
+
+    assert partial.trace == before
+    assert len(done.trace) > len(partial.trace)
+    assert done.trace[: len(before)] == before
+
+
+def test_the_trace_leaves_nothing_for_the_cycle_collector() -> None:
+    """A long run records hundreds of thousands of entries; none of them may
+    stay tracked by the collector, whose passes would rescan them all."""
+    sim = Simulation(workers=2, seed=3, faults=Faults(task_errors=0.2))
+    for n in range(3):
+        sim.enqueue(Doubler, items=[n, n + 1])
+    trace = sim.run_until_idle().trace
+    gc.collect()
+
+    tracked = [
+        entry
+        for entry in trace._rows + trace._details  # type: ignore[attr-defined]
+        if gc.is_tracked(entry)
+    ]
+    assert len(trace) > 50
+    assert tracked == []
 
 
 # -- metrics --

@@ -10,6 +10,7 @@ from job_workflow.simulator._faults import InjectedTaskError as InjectedTaskErro
 from job_workflow.simulator._result import Metrics as Metrics
 from job_workflow.simulator._result import SimulationResult as SimulationResult
 from job_workflow.simulator._result import Span as Span
+from job_workflow.simulator._result import Trace as Trace
 from job_workflow.simulator._result import TraceEntry as TraceEntry
 from job_workflow.simulator._simulation import Simulation as Simulation
 
@@ -20,5 +21,6 @@ __all__ = [
     "Simulation",
     "SimulationResult",
     "Span",
+    "Trace",
     "TraceEntry",
 ]

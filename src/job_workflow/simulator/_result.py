@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
-from typing import TYPE_CHECKING, Any, NamedTuple
+from functools import cached_property, partial
+from typing import TYPE_CHECKING, Any, NamedTuple, cast, overload
 
 from job_workflow.core import _codec
 from job_workflow.core._workflow import registry
@@ -38,6 +38,71 @@ class TraceEntry(NamedTuple):
             separators=(",", ":"),
             default=str,
         )
+
+
+Row = tuple[float, str | None, str, str | None]
+"""A trace entry without its detail: virtual time, worker, event, job id."""
+
+_new_entry = cast(
+    Callable[[tuple[float, str | None, str, str | None, dict[str, Any]]], TraceEntry],
+    partial(tuple.__new__, TraceEntry),
+)
+
+
+def _entry(row: Row, detail: dict[str, Any]) -> TraceEntry:
+    return _new_entry((row[0], row[1], row[2], row[3], detail))
+
+
+class Trace(Sequence[TraceEntry]):
+    """A run's trace: a read-only sequence of :class:`TraceEntry`.
+
+    A simulation records several entries per job, hundreds of thousands in
+    a long run. Held as named tuples, each would stay tracked by the cycle
+    collector for as long as the trace lives (a tuple subclass is never
+    untracked, nor is a tuple holding a dict), and the collector's passes
+    rescanned them all while the run went on: a tenth of a simulation's
+    time, and more with every minute of it. So the trace keeps rows of
+    plain values, which the collector stops tracking, beside a list of the
+    detail dicts (untracked while they hold plain values too), and builds
+    each entry when it is read.
+    """
+
+    __slots__ = ("_details", "_rows")
+
+    def __init__(self, rows: list[Row], details: list[dict[str, Any]]) -> None:
+        if len(rows) != len(details):
+            raise ValueError("a trace needs one detail dict per row")
+        self._rows = rows
+        self._details = details
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, index: int) -> TraceEntry: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[TraceEntry]: ...
+
+    def __getitem__(self, index: int | slice) -> TraceEntry | list[TraceEntry]:
+        if isinstance(index, slice):
+            return list(map(_entry, self._rows[index], self._details[index]))
+        return _entry(self._rows[index], self._details[index])
+
+    def __iter__(self) -> Iterator[TraceEntry]:
+        return map(_entry, self._rows, self._details)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Trace):
+            return self._rows == other._rows and self._details == other._details
+        if isinstance(other, Sequence) and not isinstance(other, str | bytes):
+            return len(other) == len(self) and all(map(tuple.__eq__, self, other))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # equal by content, like a list
+
+    def __repr__(self) -> str:
+        return f"Trace({list(self)!r})"
 
 
 class Span(NamedTuple):
@@ -81,7 +146,7 @@ class SimulationResult:
     faults: Faults
     statuses: dict[str, str]
     outputs: dict[str, dict[str, list[dict[str, Any]]]]
-    trace: list[TraceEntry]
+    trace: Trace
     spans: list[Span]
     deadlocked: bool
     metrics: Metrics

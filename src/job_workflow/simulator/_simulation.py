@@ -42,7 +42,13 @@ from job_workflow.core.ports import JobRecord, NewJob, QueueBackend, SubJobProgr
 from job_workflow.errors import TaskTimeoutError
 from job_workflow.simulator._clock import VirtualClock
 from job_workflow.simulator._faults import Faults, InjectedTaskError
-from job_workflow.simulator._result import Metrics, SimulationResult, Span, TraceEntry
+from job_workflow.simulator._result import (
+    Metrics,
+    Row,
+    SimulationResult,
+    Span,
+    Trace,
+)
 
 Duration = float | Callable[[Any, random.Random], float]
 RunFactory = Callable[[RunEnv, JobRecord], JobRun]
@@ -50,13 +56,9 @@ RunFactory = Callable[[RunEnv, JobRecord], JobRun]
 DEFAULT_START = 1_700_000_000.0
 _GC_THRESHOLD = 20_000  # see Simulation._loop
 _PENDING_CHANGES = ("restart", "recover", "late_finish")  # timers that may unblock
-# Trace entries and spans from their fields without the named tuples'
-# Python-level __new__ (the simulation records several per job); the tests
-# read every field of both, so a field added or dropped shows there.
-_new_entry = cast(
-    Callable[[tuple[float, str | None, str, str | None, dict[str, Any]]], TraceEntry],
-    functools.partial(tuple.__new__, TraceEntry),
-)
+# Spans from their fields without the named tuple's Python-level __new__
+# (the simulation records one per body and wait); the tests read every
+# field, so a field added or dropped shows there.
 _new_span = cast(
     Callable[[tuple[str, float, float, str, str | None, str | None, int | None]], Span],
     functools.partial(tuple.__new__, Span),
@@ -180,7 +182,10 @@ class Simulation:
         self._epoch = 0  # counts changes that may end a poll
         self._timers: list[_Timer] = []
         self._seq = itertools.count()
-        self._trace: list[TraceEntry] = []
+        # The trace as rows and details (see Trace: what the collector
+        # need not track).
+        self._rows: list[Row] = []
+        self._details: list[dict[str, Any]] = []
         self._spans: list[Span] = []
         self._enqueued: list[tuple[str, str, dict[str, Any]]] = []
         self._current: _Worker | None = None
@@ -827,17 +832,10 @@ class Simulation:
         if now != self._elapsed_at:  # rounded once per instant, not per entry
             self._elapsed_at = now
             self._elapsed_value = round(now - self._start, 9)
-        self._trace.append(
-            _new_entry(
-                (
-                    self._elapsed_value,
-                    None if worker is None else worker.id,
-                    name,
-                    job_id,
-                    detail,
-                )
-            )
+        self._rows.append(
+            (self._elapsed_value, None if worker is None else worker.id, name, job_id)
         )
+        self._details.append(detail)
 
     def result(self) -> SimulationResult:
         """The outcome so far (the simulation may go on afterwards)."""
@@ -867,7 +865,7 @@ class Simulation:
             faults=self.faults,
             statuses=statuses,
             outputs=outputs,
-            trace=list(self._trace),
+            trace=Trace(list(self._rows), list(self._details)),
             spans=[*self._spans, *self._open_spans()],
             deadlocked=self._deadlocked,
             metrics=self._metrics.freeze(self.clock.now() - self._start, self._workers),
