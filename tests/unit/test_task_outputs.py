@@ -261,6 +261,40 @@ def test_missing_declared_fields_are_none():
     assert run.output["example"][0].data == {"required": "value", "optional": None}
 
 
+@pytest.mark.parametrize(
+    ("stored", "read"),
+    [
+        ({"a": 1, "b": 2}, {"a": 1, "b": 2}),
+        ({"a": 1}, {"a": 1, "b": None}),  # stored before "b" was declared
+        ({"a": 1, "b": 2, "c": 3}, {"a": 1, "b": 2}),  # "c" no longer declared
+    ],
+)
+def test_outputs_read_back_from_the_backend_have_the_declared_fields(stored, read):
+    """A resumed job reads its stored outputs as declared now, whatever
+    version of the task stored them."""
+    seen = []
+
+    class Resumed(Workflow):
+        name = "tests.task_outputs.Resumed"
+
+        @task(output={"a": int, "b": int})
+        def first(self, ctx):
+            raise AssertionError("recorded as done: never runs again")
+
+        @task(depends_on=[first])
+        def second(self, ctx):
+            seen.append(ctx.output["first"][0].data)
+
+    queued = MemoryBackend("queued")
+    with use_backend(queued):
+        handle = Resumed.perform_later()
+        queued.record_iteration(handle.job_id, "first", 0, stored, task_outcome="done")
+        queued.drain(timeout=30)
+
+    assert handle.status() == "succeeded"
+    assert seen == [read]
+
+
 # --- output errors ------------------------------------------------------------
 
 

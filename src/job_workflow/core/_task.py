@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, overload
 
+from job_workflow.core import _codec
 from job_workflow.core._options import (
     DependencyWait,
     EnqueueSpec,
@@ -46,6 +47,14 @@ class TaskOptions:
     timeout: float | None = None
     dependency_wait: DependencyWait = field(default_factory=DependencyWait)
     dry_run: bool | Predicate = False
+    # Whether every output field's JSON is its value: outputs read back
+    # from the backend then need no decoding (a waiting parent reads every
+    # iteration's output each time it resumes).
+    plain_output: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        plain = all(_codec.is_plain(tp) for tp in self.output.values())
+        object.__setattr__(self, "plain_output", plain)
 
 
 class TaskDeclaration:
