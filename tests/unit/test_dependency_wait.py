@@ -453,3 +453,55 @@ def test_sub_job_that_succeeds_on_retry_does_not_fail_the_waiting_task(backend):
     assert attempts == {0: 2, 1: 2}
     assert handle.status() == "succeeded"
     assert handle.wait(timeout=5).output["aggregate"][0].n == 2
+
+
+class Staggered(Workflow):
+    """Three sub-jobs one at a time, the last slow, and a parent that resumes."""
+
+    name = "tests.dependency_wait.Staggered"
+
+    @task(
+        each=lambda ctx: [1, 2, 3],
+        enqueue={"concurrency": 1},
+        output={"n": int},
+    )
+    def part(self, ctx):
+        return {"n": ctx.each_value}
+
+    @task(
+        depends_on=[part],
+        dependency_wait={
+            "poll_timeout": 1,
+            "poll_interval": 0.5,
+            "reschedule_delay": 0.5,
+        },
+        output={"total": int},
+    )
+    def total(self, ctx):
+        return {"total": sum(o.n for o in ctx.output["part"])}
+
+
+def test_a_parent_resumed_mid_way_sees_the_outputs_stored_while_it_waited():
+    """Resumed with two sub-jobs done, the parent loads their outputs; the
+    third, stored while it waits, is read before the dependent task runs."""
+    from job_workflow.simulator import Simulation
+
+    def duration(ctx, rng):
+        return 5.0 if ctx.each_index == 2 else 0.2
+
+    sim = Simulation(workers=2, seed=0, durations={"part": duration})
+    result = sim.run(Staggered)
+
+    [parent] = result.statuses
+    trace = list(result.trace)
+    last_claim = max(
+        e.time for e in trace if e.job_id == parent and e.event == "job.claim"
+    )
+    parts_done = [
+        e.time for e in trace if e.event == "job.finish" and e.job_id != parent
+    ]
+    waited = [e.time for e in trace if e.event == "dependent.wait.complete"]
+    assert sum(t < last_claim for t in parts_done) == 2
+    assert waited == [5.5]  # in the run that began with two parts done
+    assert result.outputs[parent]["total"] == [{"total": 6}]
+    result.check()

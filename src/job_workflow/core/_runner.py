@@ -383,7 +383,11 @@ class JobRun:
             yield poll
         self._emit_span("dependent.wait", payload, started)
         self._emit("dependent.wait.complete", payload)
-        self._load_outputs(backend.load_state(self.job.id, [dependency]))
+        # Each sub-job records its output before it settles. Outputs loaded
+        # for every sub-job (when the run began) are therefore final; fewer
+        # means some finished since, and they are read again.
+        if len(self.outputs.get(dependency, ())) < progress.total:
+            self._load_outputs(backend.load_state(self.job.id, [dependency]))
         return None
 
     # -- one iteration: retries around throttle, hooks, body --
