@@ -281,6 +281,37 @@ def test_sub_jobs_see_parent_outputs_produced_before_the_enqueue(backend):
     assert status.output["total"][0].total == 60
 
 
+def test_sub_jobs_see_the_tasks_before_theirs_not_those_the_parent_ran_after(backend):
+    """What a sub-job sees does not depend on when a worker picks it up: an
+    independent task the parent ran after enqueueing it stays out of view,
+    as under perform_now, where the iterations run before that task."""
+    seen = []
+
+    class LaterTask(Workflow):
+        name = "tests.queued.parallel.LaterTask"
+
+        @task(output={"factor": int})
+        def setup(self, ctx):
+            return {"factor": 10}
+
+        @task(depends_on=[setup], each=lambda ctx: [1, 2], enqueue=True)
+        def scale(self, ctx):
+            seen.append((ctx.output["setup"][0].factor, len(ctx.output["later"])))
+
+        @task(output={"n": int})
+        def later(self, ctx):
+            return {"n": 1}
+
+    assert [t.name for t in LaterTask.tasks] == ["setup", "scale", "later"]
+    handle = LaterTask.perform_later()
+    backend.drain(threads=1, timeout=DRAIN_TIMEOUT)  # the parent runs first
+
+    assert handle.wait(timeout=5).status == "succeeded"
+    assert seen == [(10, 0), (10, 0)]
+    LaterTask.perform_now()
+    assert seen[2:] == [(10, 0), (10, 0)]
+
+
 # --- queues -------------------------------------------------------------------
 
 

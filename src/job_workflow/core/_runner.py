@@ -332,8 +332,9 @@ class JobRun:
         # Read the parent's outputs now, not from the payload: they were
         # persisted before this sub-job was enqueued, so nothing is stale.
         task = self.workflow.get_task(task_name)
-        others = _other_tasks(self.workflow, task_name)
-        self._load_outputs(self.env.backend.load_state(parent_id, others))
+        earlier = _earlier_tasks(self.workflow, task_name)
+        if earlier:
+            self._load_outputs(self.env.backend.load_state(parent_id, earlier))
         value = self.job.metadata.get("each_value")
         yield from self._iteration(task, self.job.each_index, value, parent_id)
 
@@ -684,9 +685,16 @@ def _by_index(job: JobRecord) -> int:
 
 
 @functools.lru_cache(maxsize=512)
-def _other_tasks(cls: type[Workflow], task_name: str) -> tuple[str, ...]:
-    """The tasks whose outputs a sub-job of ``task_name`` may read."""
-    return tuple(t.name for t in cls.tasks if t.name != task_name)
+def _earlier_tasks(cls: type[Workflow], task_name: str) -> tuple[str, ...]:
+    """The tasks whose outputs a sub-job of ``task_name`` reads.
+
+    Those its parent runs before it: their outputs were stored when the
+    sub-job was enqueued. A later task may be running while the sub-job
+    waits in the queue; leaving its outputs out keeps what a sub-job sees
+    independent of when a worker picks it up, as under ``perform_now``.
+    """
+    names = [t.name for t in cls.tasks]
+    return tuple(names[: names.index(task_name)])
 
 
 def _workflow_dry_run(cls: type[Workflow]) -> Any:
