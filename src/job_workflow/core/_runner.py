@@ -18,7 +18,7 @@ import functools
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, cast
 
 from job_workflow.core import _arguments, _codec
 from job_workflow.core._arguments import Arguments
@@ -69,6 +69,13 @@ class Checkpoint(NamedTuple):
 
 
 Effect = Sleep | Checkpoint
+
+# A simulated job passes several checkpoints: build them from their fields
+# without the named tuple's Python-level __new__.
+_checkpoint = cast(
+    Callable[[tuple[str, str | None, int | None]], Checkpoint],
+    functools.partial(tuple.__new__, Checkpoint),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -434,7 +441,7 @@ class JobRun:
                 self._emit_task_failure(task, index, exc, "task.error", {})
                 raise
         if self.env.checkpoints:
-            yield Checkpoint("before_record", task.name, index)
+            yield _checkpoint(("before_record", task.name, index))
         backend, each_index = self.env.backend, index or 0
         if last:
             backend.record_iteration(
@@ -489,16 +496,16 @@ class JobRun:
         try:
             if not self.env.checkpoints:
                 return self._call(task, hooks, index)
-            yield Checkpoint("before_body", task.name, index)
+            yield _checkpoint(("before_body", task.name, index))
             try:
                 data = self._call(task, hooks, index)
             except Exception:
                 # A failed attempt took its time too (charged here).
-                yield Checkpoint("body_failed", task.name, index)
+                yield _checkpoint(("body_failed", task.name, index))
                 raise
             # The body's virtual duration is charged here, while the throttle
             # is still held, as a real body would hold it.
-            yield Checkpoint("after_body", task.name, index)
+            yield _checkpoint(("after_body", task.name, index))
             return data
         finally:
             if throttle is not None and not self._abandoned:
