@@ -8,6 +8,7 @@ time, before any task runs), ``ctx.arguments.x``, ``FrozenArgumentsError`` on
 assignment and ``ctx.arguments.to_dict()``.
 """
 
+import copy
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal
@@ -339,3 +340,54 @@ def test_to_dict_of_a_workflow_without_arguments_is_empty():
     NoArguments.perform_now()
 
     assert dumped == [{}]
+
+
+@pytest.mark.parametrize(
+    ("tp", "value", "change"),
+    [
+        (list[str], ["a", "b"], lambda v: v.append("x")),
+        (dict[str, int], {"a": 1}, lambda v: v.update(x=9)),
+        (list[list[int]], [[1], [2]], lambda v: v[0].append(9)),
+        (dict[str, list[int]], {"a": [1]}, lambda v: v["a"].append(9)),
+    ],
+)
+def test_a_task_changing_an_argument_s_value_changes_it_for_no_other_job(
+    tp, value, change
+):
+    """Each job gets its own copy of the stored arguments (the memory
+    backend keeps payloads by reference): a sub-job that changes a list or
+    dict in place leaves its siblings and its parent's payload alone."""
+    seen = []
+
+    class Changer(Workflow):
+        name = "tests.arguments.Changer"
+        data = argument(tp)
+
+        @task(each=lambda ctx: [0, 1, 2], enqueue=True)
+        def touch(self, ctx):
+            seen.append(copy.deepcopy(ctx.arguments.data))
+            change(ctx.arguments.data)
+
+    queued = MemoryBackend("queued")
+    with use_backend(queued):
+        handle = Changer.perform_later(data=value)
+        queued.drain(timeout=30)
+
+    assert handle.status() == "succeeded"
+    assert seen == [value, value, value]
+    assert queued.get_job(handle.job_id).arguments == {"data": value}
+
+
+def test_copier_copies_a_container_of_another_kind_than_declared_through():
+    from job_workflow.core._codec import copier
+
+    flat = ["a", "b"]
+    assert copier(list[str])(flat) == flat
+    assert copier(list[str])(flat) is not flat
+    odd = {"k": [1]}  # stored under list[str], yet a dict
+    copied = copier(list[str])(odd)
+    assert copied == odd
+    assert copied["k"] is not odd["k"]
+    odd_dict = [{"n": 1}]  # stored under dict[str, int], yet a list
+    assert copier(dict[str, int])(odd_dict)[0] is not odd_dict[0]
+    assert copier(str)("s") == "s"

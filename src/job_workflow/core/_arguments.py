@@ -22,7 +22,7 @@ MISSING: Final = _Missing()
 class ArgumentDef:
     """One declared argument; created by :func:`argument` in a class body."""
 
-    __slots__ = ("default", "name", "plain", "type")
+    __slots__ = ("copier", "default", "name", "plain", "type")
 
     def __init__(self, tp: Any, default: Any = MISSING) -> None:
         self.type = tp
@@ -31,6 +31,7 @@ class ArgumentDef:
         # JSON of this type is the value itself: decoding it is a copy
         # (decided once here, not at every job a worker starts).
         self.plain = _codec.is_plain(tp)
+        self.copier = _codec.copier(tp) if self.plain else _codec.copy_json
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
@@ -168,7 +169,7 @@ def decode(
     for name, spec in defs.items():
         if name in data:
             if spec.plain:
-                values[name] = _codec.copy_json(data[name])
+                values[name] = spec.copier(data[name])
                 continue
             try:
                 values[name] = _codec.decode(data[name], spec.type, name)
