@@ -369,9 +369,7 @@ class OneRunAtATime(MemoryBackend):
     def _limited(job: NewJob) -> NewJob:
         if job.parent_id is not None:
             return job
-        return dataclasses.replace(
-            job, concurrency_key=job.workflow, concurrency_limit=1
-        )
+        return job._replace(concurrency_key=job.workflow, concurrency_limit=1)
 
 
 class _ParentKey:
@@ -382,9 +380,7 @@ class _ParentKey:
 
     def enqueue(self, jobs: Any, now: float) -> list[str]:
         shared = [
-            dataclasses.replace(
-                job, concurrency_key=self._key, concurrency_limit=self._limit
-            )
+            job._replace(concurrency_key=self._key, concurrency_limit=self._limit)
             for job in jobs
         ]
         return self._backend.enqueue(shared, now)

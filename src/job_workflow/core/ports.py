@@ -53,9 +53,11 @@ class Clock(Protocol):
     def sleep(self, seconds: float) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class NewJob:
-    """A job to enqueue. ``task_name`` set means a sub-job of ``parent_id``."""
+class NewJob(NamedTuple):
+    """A job to enqueue. ``task_name`` set means a sub-job of ``parent_id``.
+
+    A named tuple like :class:`JobRecord`: a parent builds one per sub-job.
+    """
 
     workflow: str
     arguments: Mapping[str, Any]
@@ -67,7 +69,7 @@ class NewJob:
     each_index: int | None = None
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
-    metadata: Mapping[str, Any] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = _NO_METADATA
 
 
 @dataclass(frozen=True, slots=True)
