@@ -189,7 +189,6 @@ class MemoryBackend:
         run_at = now if spec.run_at is None else spec.run_at
         job = _Job(self._new_id(), next(self._seq), spec, status, now, run_at)
         self._jobs[job.id] = job
-        self._states[job.id] = JobState()
         if spec.parent_id is not None and spec.task_name is not None:
             self._children.setdefault(spec.parent_id, {}).setdefault(
                 spec.task_name, []
