@@ -385,3 +385,75 @@ def test_instrument_in_a_map_task_carries_each_index():
     assert [e.payload["each_index"] for e in captured] == [0, 1]
     assert [e.payload["item_id"] for e in captured] == [7, 8]
     assert {e.payload["task_name"] for e in captured} == {"process_item"}
+
+
+# --- payload ownership and the library's taps ----------------------------------
+
+
+def test_each_event_s_handlers_get_a_payload_of_their_own():
+    """A handler may keep or change its payload: the run's next events are
+    built from the runner's own, untouched."""
+    seen, kept = [], []
+
+    def meddle(event):
+        seen.append(event.payload["task_name"])
+        kept.append(event.payload)
+        event.payload["task_name"] = "changed"
+
+    with subscribed("task*", meddle):
+        TwoTasks.perform_now()
+
+    assert seen == ["fetch"] * 3 + ["store"] * 3  # start, span, complete
+    assert len({id(payload) for payload in kept}) == len(kept)
+
+
+def test_a_tap_hears_every_event_before_the_handlers():
+    from job_workflow.core._events import bus
+
+    heard = []
+    order = []
+
+    def tap(name, payload, duration_ms):
+        heard.append((name, payload.get("task_name"), duration_ms is not None))
+        order.append(("tap", name))
+
+    detach = bus._tap(tap)
+    try:
+        assert bus.wants("anything at all")
+        with subscribed("task.start", lambda e: order.append(("handler", e.name))):
+            TwoTasks.perform_now()
+    finally:
+        detach()
+
+    assert [name for name, _, _ in heard] == [
+        "workflow.start",
+        "task.start",
+        "task",
+        "task.complete",
+        "task.start",
+        "task",
+        "task.complete",
+        "workflow",
+        "workflow.complete",
+    ]
+    assert ("task", "fetch", True) in heard
+    first = order.index(("tap", "task.start"))
+    assert order[first + 1] == ("handler", "task.start")
+    assert not bus.wants("anything at all")
+
+
+def test_a_simulation_s_trace_is_what_was_emitted_whatever_handlers_do():
+    from job_workflow.simulator import Simulation
+
+    def meddle(event):
+        event.payload.pop("task_name", None)
+
+    plain = Simulation(workers=2, seed=1).run(TwoTasks)
+    with subscribed("*", meddle):
+        meddled = Simulation(workers=2, seed=1).run(TwoTasks)
+
+    assert meddled.trace == plain.trace
+    assert [e.detail.get("task_name") for e in meddled.trace if e.event == "task"] == [
+        "fetch",
+        "store",
+    ]

@@ -205,7 +205,7 @@ class Context:
             **fields,
         }
         payload["operation"] = operation
-        bus.emit(f"{operation}.start", dict(payload))
+        bus.emit(f"{operation}.start", payload, shared=True)
         clock = self._run.env.clock
         started = clock.monotonic()
         try:

@@ -1,9 +1,14 @@
 """The event bus every part of the library reports through.
 
-Events are dispatched only when someone listens: the runner asks
-:func:`wants` before it builds a payload, so a workflow with no subscriber
-pays one dict lookup per event. A handler that raises is logged and
-skipped; it never changes the outcome of a workflow.
+Events are dispatched only when someone listens: emitters ask
+``bus._listening`` (or :meth:`EventBus.wants`) before they build a payload,
+so a workflow with no subscriber pays one attribute read per event. A
+handler that raises is logged and skipped; it never changes the outcome of
+a workflow.
+
+Besides subscribers, the library's own recorders (the simulator's trace)
+attach as *taps*: called with the emitter's payload itself, before any
+handler, with no :class:`Event` built and no copy made.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ _new_event = cast(
 
 
 Handler = Callable[[Event], Any]
+Tap = Callable[[str, dict[str, Any], float | None], None]
 
 
 class Subscription:
@@ -82,6 +88,9 @@ class EventBus:
     def __init__(self) -> None:
         self._subscriptions: list[Subscription] = []
         self._cache: dict[str, tuple[Handler, ...]] = {}
+        self._taps: tuple[Tap, ...] = ()
+        # Whether anyone (subscriber or tap) hears events at all.
+        self._listening = False
         self._lock = threading.Lock()
 
     def subscribe(self, pattern: str, handler: Handler) -> Subscription:
@@ -93,6 +102,7 @@ class EventBus:
         with self._lock:
             self._subscriptions.append(subscription)
             self._cache = {}
+            self._listening = True
         return subscription
 
     def _remove(self, subscription: Subscription) -> None:
@@ -100,6 +110,30 @@ class EventBus:
             if subscription in self._subscriptions:
                 self._subscriptions.remove(subscription)
             self._cache = {}
+            self._listening = bool(self._subscriptions or self._taps)
+
+    def _tap(self, tap: Tap) -> Callable[[], None]:
+        """Call ``tap(name, payload, duration_ms)`` for every event; returns
+        a callable that detaches it.
+
+        For the library's own recorders, which must hear every event at the
+        cost of as little as possible: a tap runs before the handlers and
+        gets the emitter's payload, which it may read during the call only
+        (the emitter may reuse it). A tap must not raise.
+        """
+        with self._lock:
+            self._taps = (*self._taps, tap)
+            self._listening = True
+
+        def detach() -> None:
+            with self._lock:
+                taps = list(self._taps)
+                if tap in taps:
+                    taps.remove(tap)
+                self._taps = tuple(taps)
+                self._listening = bool(self._subscriptions or self._taps)
+
+        return detach
 
     def handlers(self, name: str) -> tuple[Handler, ...]:
         cache = self._cache
@@ -114,11 +148,22 @@ class EventBus:
         return found
 
     def wants(self, name: str) -> bool:
-        return bool(self._subscriptions) and bool(self.handlers(name))
+        return bool(self._taps) or (
+            bool(self._subscriptions) and bool(self.handlers(name))
+        )
 
     def emit(
-        self, name: str, payload: dict[str, Any], duration_ms: float | None = None
+        self,
+        name: str,
+        payload: dict[str, Any],
+        duration_ms: float | None = None,
+        *,
+        shared: bool = False,
     ) -> None:
+        """Deliver one event. ``shared``: the emitter keeps using ``payload``,
+        so the handlers get a copy of it (one, made only when some listen)."""
+        for tap in self._taps:
+            tap(name, payload, duration_ms)
         if not self._subscriptions:
             return
         handlers = self._cache.get(name)
@@ -126,6 +171,8 @@ class EventBus:
             handlers = self.handlers(name)
         if not handlers:
             return
+        if shared:
+            payload = dict(payload)
         event = _new_event((name, payload, duration_ms))
         for handler in handlers:
             try:

@@ -458,7 +458,7 @@ class JobRun:
         name: str,
         extra: dict[str, Any],
     ) -> None:
-        if not bus._subscriptions:
+        if not bus._listening:
             return
         payload = {
             **self._task_payload(task, index, self.ctx.retry_count),
@@ -516,9 +516,9 @@ class JobRun:
     ) -> dict[str, Any] | None:
         """Hooks and body of one attempt, with its start and success events."""
         payload = None
-        if bus._subscriptions:
+        if bus._listening:
             payload = self._task_payload(task, index, self.ctx.retry_count)
-            bus.emit("task.start", dict(payload))
+            bus.emit("task.start", payload, shared=True)
         started = self.env.clock.monotonic()
         data = self._hooks_and_body(task, hooks, index, started)
         if payload is not None:
@@ -652,13 +652,13 @@ class JobRun:
         }
 
     def _emit(self, name: str, payload: dict[str, Any]) -> None:
-        if bus._subscriptions:
-            bus.emit(name, dict(payload))
+        if bus._listening:
+            bus.emit(name, payload, shared=True)
 
     def _emit_span(self, name: str, payload: dict[str, Any], started: float) -> None:
-        if bus._subscriptions:
+        if bus._listening:
             elapsed = (self.env.clock.monotonic() - started) * 1000
-            bus.emit(name, dict(payload), max(elapsed, 0.0))
+            bus.emit(name, payload, max(elapsed, 0.0), shared=True)
 
     def _emit_failure(
         self,
@@ -669,7 +669,7 @@ class JobRun:
         *,
         final: bool = True,
     ) -> None:
-        if not bus._subscriptions:
+        if not bus._listening:
             return
         failed = {
             **payload,

@@ -26,7 +26,7 @@ from typing import Any, cast
 
 from job_workflow.backends.memory import MemoryBackend
 from job_workflow.core import _arguments
-from job_workflow.core._events import Event, bus
+from job_workflow.core._events import bus
 from job_workflow.core._runner import (
     Checkpoint,
     Effect,
@@ -243,7 +243,7 @@ class Simulation:
     # -- the loop --
 
     def _loop(self, until: float | None) -> None:
-        subscription = bus.subscribe("*", self._on_event)
+        detach = bus._tap(self._on_event)
         # Each job allocates many containers and the trace keeps growing, so
         # with the collector's default first threshold (700 allocations) its
         # passes fire constantly and the older generations rescan the trace:
@@ -288,7 +288,7 @@ class Simulation:
                 clock.advance_to(moment)
         finally:
             gc.set_threshold(*thresholds)
-            subscription.unsubscribe()
+            detach()
 
     def _step_workers(self, now: float) -> bool:
         """Pass over the workers that can move at ``now`` until none can.
@@ -804,8 +804,9 @@ class Simulation:
         probability = self._odds[fault]
         return probability > 0 and self.rng.random() < probability
 
-    def _on_event(self, event: Event) -> None:
-        name, payload = event.name, event.payload
+    def _on_event(
+        self, name: str, payload: dict[str, Any], duration_ms: float | None
+    ) -> None:
         if name == "task.retry":
             self._metrics.retries += 1
         elif name == "throttle.acquire.complete":
