@@ -505,3 +505,42 @@ def test_a_parent_resumed_mid_way_sees_the_outputs_stored_while_it_waited():
     assert waited == [5.5]  # in the run that began with two parts done
     assert result.outputs[parent]["total"] == [{"total": 6}]
     result.check()
+
+
+@pytest.mark.parametrize("order", [("base", "parts"), ("parts", "base")])
+def test_a_parent_resumed_at_a_task_reads_all_its_dependencies_outputs(order):
+    """Resumed at the waiting task, the parent reads the outputs of the
+    dependency it ran itself as well as those of the sub-jobs it waited for,
+    whichever comes first in depends_on."""
+    from job_workflow.simulator import Simulation
+
+    class Mixed(Workflow):
+        name = f"tests.dependency_wait.Mixed.{'_'.join(order)}"
+
+        @task(output={"offset": int})
+        def base(self, ctx):
+            return {"offset": 100}
+
+        @task(each=lambda ctx: [1, 2, 3], enqueue={"concurrency": 1}, output={"n": int})
+        def parts(self, ctx):
+            return {"n": ctx.each_value}
+
+        @task(
+            depends_on=list(order),
+            dependency_wait={
+                "poll_timeout": 1,
+                "poll_interval": 1,
+                "reschedule_delay": 1,
+            },
+            output={"total": int},
+        )
+        def total(self, ctx):
+            offset = ctx.output["base"][0].offset
+            return {"total": offset + sum(o.n for o in ctx.output["parts"])}
+
+    result = Simulation(workers=2, seed=0, durations=1.0).run(Mixed)
+
+    [parent] = result.statuses
+    assert result.metrics.reschedules >= 1  # it did resume at "total"
+    assert result.outputs[parent]["total"] == [{"total": 106}]
+    result.check()

@@ -152,6 +152,7 @@ class JobRun:
         self._attempt_started = 0.0
         self._workflow_dry_run = _workflow_dry_run(self.workflow)
         self._abandoned = False
+        self._unread: set[str] = set()
 
     def abandon(self) -> None:
         """The worker running this job died: it cleans nothing up.
@@ -209,7 +210,16 @@ class JobRun:
 
     def _run_workflow(self) -> Generator[Effect, None, Outcome]:
         backend = self.env.backend
-        state = backend.load_state(self.job.id)
+        # Resumed at a task (after a reschedule or a crash), the job reads
+        # that task's dependencies' outputs when it gets to them: after the
+        # wait, for those it enqueued, whose sub-jobs may still be adding
+        # outputs. Read here as well, they would be read twice.
+        self._unread = _dependencies(self.workflow, self.job.current_task)
+        if self._unread:
+            wanted = [t.name for t in self.workflow.tasks if t.name not in self._unread]
+            state = backend.load_state(self.job.id, wanted)
+        else:
+            state = backend.load_state(self.job.id)
         self._load_outputs(state)
         self._emit("workflow.start", self._payload)
         started = self.env.clock.monotonic()
@@ -349,11 +359,15 @@ class JobRun:
         self, task: Task, state: JobState
     ) -> Generator[Effect, None, Outcome | None]:
         for dependency in task.depends_on:
-            if state.tasks.get(dependency) != "enqueued":
-                continue
-            outcome = yield from self._wait_for(task, dependency, state)
-            if outcome is not None:
-                return outcome
+            if state.tasks.get(dependency) == "enqueued":
+                outcome = yield from self._wait_for(task, dependency, state)
+                if outcome is not None:
+                    return outcome
+            elif dependency in self._unread:
+                self._load_outputs(
+                    self.env.backend.load_state(self.job.id, [dependency])
+                )
+            self._unread.discard(dependency)
         return None
 
     def _wait_for(
@@ -391,9 +405,9 @@ class JobRun:
             yield poll
         self._emit_span("dependent.wait", payload, started)
         self._emit("dependent.wait.complete", payload)
-        # Each sub-job records its output before it settles. Outputs loaded
-        # for every sub-job (when the run began) are therefore final; fewer
-        # means some finished since, and they are read again.
+        # Each sub-job records its output before it settles: outputs read
+        # already for every sub-job are final. Fewer means some were stored
+        # since (or none read yet), and they are read now.
         if len(self.outputs.get(dependency, ())) < progress.total:
             self._load_outputs(backend.load_state(self.job.id, [dependency]))
         return None
@@ -689,6 +703,14 @@ def _metadata(each_value: Any, carried: dict[str, str]) -> dict[str, Any]:
 
 def _by_index(job: JobRecord) -> int:
     return job.each_index or 0
+
+
+def _dependencies(cls: type[Workflow], task_name: str | None) -> set[str]:
+    """The dependencies of the task a job stopped at (none for a new job, or
+    for a task a later version of the workflow no longer has)."""
+    if task_name is None or task_name not in cls._jw_task_map:
+        return set()
+    return set(cls._jw_task_map[task_name].depends_on)
 
 
 @functools.lru_cache(maxsize=512)
