@@ -368,11 +368,14 @@ class MemoryBackend:
             return [job.id for job in released]
 
     def dispatch_due(self, now: float) -> int:
+        # The simulator asks at every instant: answer cheaply when nothing
+        # can be due. Read without the lock: a job another thread schedules
+        # meanwhile is dispatched by the next call, as if it came later.
+        scheduled = self._scheduled
+        if not self._semaphores and not (scheduled and scheduled[0][0] <= now):
+            return 0
         moved = 0
         with self._lock:
-            scheduled = self._scheduled
-            if not self._semaphores and not (scheduled and scheduled[0][0] <= now):
-                return 0  # the simulator asks at every step: answer cheaply
             while self._scheduled and self._scheduled[0][0] <= now:
                 _, _, job_id = heapq.heappop(self._scheduled)
                 job = self._jobs.get(job_id)

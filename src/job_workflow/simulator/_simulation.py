@@ -308,15 +308,16 @@ class Simulation:
             self._timers,
         )
         clock = self.clock  # read at each worker: a body may move time
-        push = heapq.heappush
+        push, pop = heapq.heappush, heapq.heappop
+        may_claim = self._may_claim
         while True:
             due: list[int] = []
             while heap and heap[0][0] <= now:
-                _, index, stamp = heapq.heappop(heap)
+                _, index, stamp = pop(heap)
                 worker = workers[index]
                 if worker.stamp == stamp and worker.status == "running":
                     due.append(index)
-            if idle and self._may_claim():
+            if idle and may_claim():
                 due.extend(idle)
             if not due:
                 return False
@@ -327,7 +328,7 @@ class Simulation:
                 worker = workers[index]
                 status = worker.status
                 if status == "idle":
-                    if not (self._may_claim() and self._claim(worker)):
+                    if not (may_claim() and self._claim(worker)):
                         continue
                     progressed = True
                 elif status == "running" and worker.wake_at <= clock._now:
