@@ -509,6 +509,37 @@ def test_the_simulator_never_starts_a_thread(monkeypatch: pytest.MonkeyPatch) ->
     result.check()
 
 
+class Probe(Workflow):
+    """Notes the cycle collector's first threshold from inside a task."""
+
+    name = "tests.sim_basics.probe"
+    seen: ClassVar[list[int]] = []
+
+    @task
+    def look(self, ctx: Any) -> None:
+        Probe.seen.append(gc.get_threshold()[0])
+
+
+@pytest.mark.parametrize("how", ["run_until_idle", "run_until"])
+def test_a_run_relaxes_the_collector_and_restores_it_after(how: str) -> None:
+    """Jobs allocate many containers: while a run goes on, the collector's
+    first threshold is at least 20,000; after it, as the caller had it."""
+    before = gc.get_threshold()
+    Probe.seen.clear()
+    sim = Simulation(workers=1, seed=0)
+    sim.enqueue(Probe)
+    try:
+        gc.set_threshold(500, before[1], before[2])
+        if how == "run_until":
+            sim.run_until(START + 10)
+        else:
+            sim.run_until_idle()
+        assert gc.get_threshold() == (500, before[1], before[2])
+    finally:
+        gc.set_threshold(*before)
+    assert Probe.seen == [20_000]
+
+
 # -- crashes and recovery --
 
 

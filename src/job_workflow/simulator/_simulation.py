@@ -12,6 +12,7 @@ visited in the same order, so one seed gives one trace.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import functools
 import gc
@@ -20,7 +21,7 @@ import itertools
 import json
 import random
 from collections import Counter
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, cast
 
@@ -54,7 +55,7 @@ Duration = float | Callable[[Any, random.Random], float]
 RunFactory = Callable[[RunEnv, JobRecord], JobRun]
 
 DEFAULT_START = 1_700_000_000.0
-_GC_THRESHOLD = 20_000  # see Simulation._loop
+_GC_THRESHOLD = 20_000  # see _collector_relaxed
 _PENDING_CHANGES = ("restart", "recover", "late_finish")  # timers that may unblock
 # Spans from their fields without the named tuple's Python-level __new__
 # (the simulation records one per body and wait); the tests read every
@@ -227,14 +228,16 @@ class Simulation:
 
     def run_until_idle(self, until: float | None = None) -> SimulationResult:
         """Run until no work is left, a deadlock, or absolute virtual ``until``."""
-        self._loop(until)
-        return self.result()
+        with _collector_relaxed():
+            self._loop(until)
+            return self.result()
 
     def run_until(self, moment: float) -> SimulationResult:
         """Run up to absolute virtual time ``moment`` (to place races)."""
-        self._loop(moment)
-        self.clock.advance_to(moment)
-        return self.result()
+        with _collector_relaxed():
+            self._loop(moment)
+            self.clock.advance_to(moment)
+            return self.result()
 
     def advance(self, seconds: float) -> SimulationResult:
         """Run for ``seconds`` more of virtual time."""
@@ -244,15 +247,6 @@ class Simulation:
 
     def _loop(self, until: float | None) -> None:
         detach = bus._tap(self._on_event)
-        # Each job allocates many containers and the trace keeps growing, so
-        # with the collector's default first threshold (700 allocations) its
-        # passes fire constantly and the older generations rescan the trace:
-        # a seventh of a run's time. Runs unlink their own cycles
-        # (JobRun.dispose), so a larger first threshold while the loop runs
-        # leaves little garbage waiting; the previous setting comes back
-        # after.
-        thresholds = gc.get_threshold()
-        gc.set_threshold(max(thresholds[0], _GC_THRESHOLD), *thresholds[1:])
         try:
             keep_cron = until is not None
             clock, timers = self.clock, self._timers
@@ -287,7 +281,6 @@ class Simulation:
                     dispatched_at = None
                 clock.advance_to(moment)
         finally:
-            gc.set_threshold(*thresholds)
             detach()
 
     def _step_workers(self, now: float) -> bool:
@@ -911,6 +904,24 @@ class Simulation:
                 )
             )
         return spans
+
+
+@contextlib.contextmanager
+def _collector_relaxed() -> Iterator[None]:
+    """A larger first threshold for the cycle collector while a run goes on.
+
+    Each job allocates many containers, and a result copies every
+    workflow's outputs: with the default first threshold (700 allocations)
+    the collector's passes fire constantly and rescan what the run keeps.
+    Runs unlink their own cycles (JobRun.dispose), so little garbage waits
+    for the larger threshold; the previous setting comes back after.
+    """
+    thresholds = gc.get_threshold()
+    gc.set_threshold(max(thresholds[0], _GC_THRESHOLD), *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
 
 
 class _StaleReads:
