@@ -292,6 +292,8 @@ def test_the_trace_reads_like_a_list_of_entries() -> None:
     assert trace[1:3] == entries[1:3]
     assert trace == entries
     assert trace != entries[:-1]
+    assert trace != ["not an entry"] * len(entries)
+    assert trace != "x" * len(entries)
     assert trace != [*entries[:-1], entries[-1]._replace(event="job.fail")]
     assert trace.index(entries[2]) == 2
     assert [e.event for e in trace].count("task.complete") == 3

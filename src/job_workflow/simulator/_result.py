@@ -96,7 +96,7 @@ class Trace(Sequence[TraceEntry]):
         if isinstance(other, Trace):
             return self._rows == other._rows and self._details == other._details
         if isinstance(other, Sequence) and not isinstance(other, str | bytes):
-            return len(other) == len(self) and all(map(tuple.__eq__, self, other))
+            return len(other) == len(self) and list(self) == list(other)
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]  # equal by content, like a list
