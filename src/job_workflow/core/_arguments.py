@@ -31,7 +31,7 @@ class ArgumentDef:
         # JSON of this type is the value itself: decoding it is a copy
         # (decided once here, not at every job a worker starts).
         self.plain = _codec.is_plain(tp)
-        self.copier = _codec.copier(tp) if self.plain else _codec.copy_json
+        self.copier = _codec.copier(tp)
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name

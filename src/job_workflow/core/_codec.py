@@ -189,7 +189,8 @@ def _copy_flat_dict(value: JSONValue) -> JSONValue:
 
 
 def copier(tp: Any) -> Callable[[JSONValue], JSONValue]:
-    """The cheapest copy of stored JSON data of plain type ``tp``.
+    """The cheapest copy of stored JSON data of type ``tp`` (for a type whose
+    JSON is its value: see :func:`is_plain`).
 
     What a job gets must share nothing mutable with the stored payload (the
     memory backend keeps it by reference). Data was checked against ``tp``

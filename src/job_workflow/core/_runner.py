@@ -626,25 +626,19 @@ class JobRun:
     def _load_outputs(self, state: JobState) -> None:
         for name, by_index in state.outputs.items():
             options = self.workflow.get_task(name).options
-            declared = options.output
-            if options.plain_output:
-                # The port's copy is the caller's own, and plain JSON is the
-                # value: it is kept as it is when it has the declared fields.
-                self.outputs[name] = {
-                    i: TaskOutput(
-                        name,
-                        i,
-                        data
-                        if data.keys() == declared.keys()
-                        else _decode_owned(declared, data),
-                    )
-                    for i, data in by_index.items()
-                }
-            else:
-                self.outputs[name] = {
-                    i: TaskOutput(name, i, _decode_owned(declared, data))
-                    for i, data in by_index.items()
-                }
+            declared, plain = options.output, options.plain_output
+            # The port's copy is the caller's own, and plain JSON is the
+            # value: it is kept as it is when it has the declared fields.
+            self.outputs[name] = {
+                i: TaskOutput(
+                    name,
+                    i,
+                    data
+                    if plain and data.keys() == declared.keys()
+                    else _decode_owned(declared, data),
+                )
+                for i, data in by_index.items()
+            }
 
     def _dry_run_for(self, task: Task) -> bool:
         if self.env.force_dry_run:
